@@ -1,0 +1,1 @@
+"""Face geometry: alignment templates and transforms, face masks, and the preprocessing pipeline."""

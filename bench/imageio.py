@@ -1,0 +1,99 @@
+"""Reading any real-world image file into uint8 RGB, and writing images atomically.
+
+Pillow does the decoding; what is written here is the policy: apply the EXIF orientation, bring every mode
+(greyscale, palette, RGBA, CMYK, 16-bit, float) to 8-bit RGB, and turn every decoding problem into an
+:class:`~bench.errors.UnreadableImageError` that names the file and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from bench.errors import UnreadableImageError
+
+__all__ = ["read_image", "to_rgb8", "write_image", "atomic_write_bytes"]
+
+
+def to_rgb8(img: Image.Image) -> np.ndarray:
+    """Convert a decoded PIL image of any mode to an (H, W, 3) uint8 RGB array."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    if mode == "RGB;16" or mode.startswith("BGR"):
+        img = img.convert("RGB")
+    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read ``path`` as (H, W, 3) uint8 RGB with EXIF orientation applied.
+
+    Raises:
+        UnreadableImageError: missing, empty, truncated, not an image, or too large to decode safely.
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise UnreadableImageError(p, f"cannot open: {exc.strerror or exc}") from None
+    if size == 0:
+        raise UnreadableImageError(p, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as img:
+                img.load()
+                img = ImageOps.exif_transpose(img) or img
+                arr = to_rgb8(img)
+    except UnidentifiedImageError:
+        raise UnreadableImageError(p, "not an image file Pillow can decode") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UnreadableImageError(p, f"image too large to decode safely: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated data, broken headers
+        raise UnreadableImageError(p, f"broken or truncated image data: {exc}") from None
+    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise UnreadableImageError(p, f"unexpected decoded shape {arr.shape}")
+    return arr
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write a uint8 RGB (or greyscale) array as PNG/JPEG (by suffix), atomically."""
+    import io
+
+    p = Path(path)
+    buf = io.BytesIO()
+    fmt = "JPEG" if p.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    atomic_write_bytes(p, buf.getvalue())
