@@ -1,0 +1,71 @@
+"""Shared fixtures. Real photos come from $BENCH_TEST_DATA (CI sets it to ../shared/data); tests that need them skip
+with a reason when it is absent. Every test runs with a private BENCH_HOME so caches never leak between tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def test_data_root() -> Path | None:
+    root = os.environ.get("BENCH_TEST_DATA")
+    if not root:
+        return None
+    p = Path(root).expanduser().resolve()
+    return p if p.is_dir() else None
+
+
+@pytest.fixture
+def test_data() -> Path:
+    """The shared real-photo folder (celeba/, lfw-mini/, celebahq-mini/), or skip."""
+    root = test_data_root()
+    if root is None:
+        pytest.skip("real photos not available: set BENCH_TEST_DATA to the shared data folder (e.g. ../shared/data)")
+    return root
+
+
+@pytest.fixture
+def celeba_root(test_data: Path) -> Path:
+    p = test_data / "celeba"
+    if not (p / "identity_CelebA.txt").is_file():
+        pytest.skip(f"{p} has no identity_CelebA.txt")
+    return p
+
+
+@pytest.fixture(autouse=True)
+def _private_bench_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Caches go to a per-session temp folder (shared by the tests of one session, so models' files are reused)."""
+    home = tmp_path_factory.getbasetemp() / "bench_home"
+    monkeypatch.setenv("BENCH_HOME", str(home))
+    monkeypatch.delenv("BENCH_CACHE", raising=False)
+
+
+@pytest.fixture(scope="session")
+def demo_faces() -> np.ndarray:
+    """(8, 256, 256, 3) aligned demo crops with landmarks, computed once per session."""
+    from bench.datasets import DATASETS
+    from bench.face.pipeline import FacePipeline
+
+    ds = DATASETS.build("demo")
+    pipe = FacePipeline(use_cache=False)
+    faces = [pipe.process(ds.load(r)) for r in ds.refs()]
+    return faces
+
+
+@pytest.fixture
+def face_batch(demo_faces):
+    from bench.face.mask import face_masks
+    from bench.types import FaceBatch, image_seed
+
+    keys = [f"face{i}" for i in range(len(demo_faces))]
+    lm5 = np.stack([f.landmarks5 for f in demo_faces])
+    lm68 = np.stack([f.landmarks68 for f in demo_faces])
+    images = np.stack([f.crop for f in demo_faces])
+    return FaceBatch(keys=keys, identities=[f"id{i}" for i in range(len(keys))], images=images, landmarks5=lm5,
+                     seeds=[image_seed(0, k) for k in keys], landmarks68=lm68, masks=face_masks(256, lm5, lm68),
+                     transforms=np.stack([f.transform for f in demo_faces]))
