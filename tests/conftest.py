@@ -1,5 +1,5 @@
 """Shared fixtures. Real photos come from $BENCH_TEST_DATA (CI sets it to ../shared/data); tests that need them skip
-with a reason when it is absent. Every test runs with a private BENCH_HOME so caches never leak between tests."""
+with a reason when it is absent. Computed caches go to a per-session temp folder, never the user's."""
 
 from __future__ import annotations
 
@@ -38,11 +38,11 @@ def celeba_root(test_data: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _private_bench_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Caches go to a per-session temp folder (shared by the tests of one session, so models' files are reused)."""
-    home = tmp_path_factory.getbasetemp() / "bench_home"
-    monkeypatch.setenv("BENCH_HOME", str(home))
-    monkeypatch.delenv("BENCH_CACHE", raising=False)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Computed caches (preprocessing geometry, embeddings) go to a per-session temp folder, shared by the tests of
+    one session. Weights keep coming from the user's BENCH_HOME (filled by `make setup`); tests of the weights hub
+    point BENCH_HOME at their own temp folder."""
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "bench_cache"))
 
 
 @pytest.fixture(scope="session")
