@@ -7,6 +7,7 @@ Pillow does the decoding; what is written here is the policy: apply the EXIF ori
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import warnings
@@ -17,17 +18,26 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bench.errors import UnreadableImageError
 
-__all__ = ["read_image", "to_rgb8", "write_image", "atomic_write_bytes"]
+__all__ = ["atomic_write_bytes", "read_image", "to_rgb8", "write_image"]
+
+log = logging.getLogger(__name__)
 
 
 def to_rgb8(img: Image.Image) -> np.ndarray:
     """Convert a decoded PIL image of any mode to an (H, W, 3) uint8 RGB array."""
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        top = float(arr.max()) if arr.size else 0.0
+        if mode == "F" and top <= 1.0:
+            hi = 1.0  # float images in [0, 1]
+        else:
+            hi = 65535.0 if mode.startswith("I;16") or top > 255 else 255.0
         arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(arr[..., None], 3, axis=2)
+    if mode in ("La", "RGBa"):  # premultiplied alpha: Pillow un-premultiplies to LA / RGBA
+        img = img.convert("LA" if mode == "La" else "RGBA")
+        mode = img.mode
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -36,6 +46,15 @@ def to_rgb8(img: Image.Image) -> np.ndarray:
         img = img.convert("RGB")
     arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
     return np.ascontiguousarray(arr)
+
+
+def _exif_upright(img: Image.Image, path: Path) -> Image.Image:
+    """Apply the EXIF orientation; a broken EXIF block leaves the image as stored (with a warning), not a failure."""
+    try:
+        return ImageOps.exif_transpose(img) or img
+    except Exception as exc:  # noqa: BLE001 - malformed EXIF raises many kinds of errors inside Pillow
+        log.warning("%s: EXIF orientation ignored (%s: %s)", path, exc.__class__.__name__, exc)
+        return img
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -51,12 +70,14 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise UnreadableImageError(p, f"cannot open: {exc.strerror or exc}") from None
     if size == 0:
         raise UnreadableImageError(p, "empty file (0 bytes)")
+    if not p.is_file():
+        raise UnreadableImageError(p, "not a regular file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as img:
                 img.load()
-                img = ImageOps.exif_transpose(img) or img
+                img = _exif_upright(img, p)
                 arr = to_rgb8(img)
     except UnidentifiedImageError:
         raise UnreadableImageError(p, "not an image file Pillow can decode") from None
@@ -64,6 +85,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise UnreadableImageError(p, f"image too large to decode safely: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated data, broken headers
         raise UnreadableImageError(p, f"broken or truncated image data: {exc}") from None
+    except MemoryError:
+        raise UnreadableImageError(p, "not enough memory to decode the image") from None
+    except Exception as exc:  # noqa: BLE001 - a decoder bug on hostile data must stay a per-image failure
+        raise UnreadableImageError(p, f"decoder error {exc.__class__.__name__}: {exc}") from None
     if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise UnreadableImageError(p, f"unexpected decoded shape {arr.shape}")
     return arr

@@ -1,0 +1,216 @@
+"""``celeba``: CelebA (Liu, Luo, Wang, Tang, "Deep Learning Face Attributes in the Wild", ICCV 2015).
+
+Official layout (the Google Drive / Baidu release), either flat or in its ``Img/ Anno/ Eval/`` folders::
+
+    ROOT/img_celeba/000001.jpg ...            (in-the-wild photos)   or   ROOT/img_align_celeba/000001.jpg ...
+    ROOT/identity_CelebA.txt                  "<file> <identity>" per line (required)
+    ROOT/list_eval_partition.txt              "<file> <0|1|2>" train/val/test (optional)
+    ROOT/list_attr_celeba.txt                 40 binary attributes (optional)
+
+The Kaggle copy (``img_align_celeba/img_align_celeba/``) is found too. Images listed in ``identity_CelebA.txt`` but
+absent on disk are skipped (a partial copy is fine); files on disk but not listed are skipped and counted.
+
+Options: ``split`` = ``all`` (default), ``train``, ``val`` or ``test`` (the official identity-disjoint partition:
+``list_eval_partition.txt`` when present, otherwise its published index ranges 1-162,770 / 162,771-182,637 /
+182,638-202,599). Protocols: ``all`` (every image of the split) and ``multi`` (identities with more than one image),
+both in the interleaved order of :mod:`bench.datasets.protocols`. Attribute labels (when the file is present) and the
+split are attached to every image as metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from bench.datasets.protocols import ProtocolDataset, find_file, list_files
+from bench.errors import DataError
+
+__all__ = ["SPLITS", "CelebA", "partition_of_index", "read_attributes", "read_identities", "read_partition"]
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+#: last 1-based image number of the train and val partitions (CelebA's list_eval_partition.txt)
+_TRAIN_END, _VAL_END = 162770, 182637
+_HOW_TO_GET = (
+    "download CelebA from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (img_celeba.7z or img_align_celeba.zip "
+    "and Anno/identity_CelebA.txt) and pass --data-root FOLDER with img_celeba/ (or img_align_celeba/) and "
+    "identity_CelebA.txt inside"
+)
+
+
+def partition_of_index(number: int) -> str:
+    """The official split of CelebA image number ``number`` (1-based, as in ``000001.jpg``)."""
+    return "train" if number <= _TRAIN_END else "val" if number <= _VAL_END else "test"
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def read_identities(path: Path) -> dict[str, str]:
+    """``identity_CelebA.txt`` -> {file name: identity label}."""
+    out: dict[str, str] = {}
+    for n, line in enumerate(_lines(path), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise DataError(f"{path}:{n}: expected '<file> <identity>', got {line.strip()!r}")
+        out[parts[0]] = parts[1]
+    if not out:
+        raise DataError(f"{path} lists no image")
+    return out
+
+
+def read_partition(path: Path) -> dict[str, str]:
+    """``list_eval_partition.txt`` -> {file name: 'train'|'val'|'test'}."""
+    out: dict[str, str] = {}
+    for n, line in enumerate(_lines(path), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+            raise DataError(f"{path}:{n}: expected '<file> <0|1|2>', got {line.strip()!r}")
+        out[parts[0]] = SPLITS[int(parts[1])]
+    return out
+
+
+def read_attributes(path: Path) -> tuple[list[str], dict[str, int], np.ndarray]:
+    """A CelebA-style attribute file (count line, names line, ``<file> +-1 ...`` rows).
+
+    Returns the attribute names, {file name: row} and an (N, A) int8 array of -1/+1 labels.
+    """
+    lines = _lines(path)
+    if len(lines) < 2:
+        raise DataError(f"{path}: expected a count line and an attribute-name line")
+    names = lines[1].split()
+    rows: dict[str, int] = {}
+    values = np.zeros((max(0, len(lines) - 2), len(names)), np.int8)
+    for n, line in enumerate(lines[2:], 3):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != len(names) + 1:
+            raise DataError(f"{path}:{n}: expected a file name and {len(names)} labels, got {len(parts)} fields")
+        try:
+            values[len(rows)] = [int(v) for v in parts[1:]]
+        except ValueError:
+            raise DataError(f"{path}:{n}: labels must be -1, 0 or 1") from None
+        rows[parts[0]] = len(rows)
+    return names, rows, values[: len(rows)]
+
+
+def anno_folders(root: Path) -> list[Path]:
+    """Where CelebA's annotation files may lie, relative to a root."""
+    return [root, root / "Anno", root / "Eval", root.parent, root.parent / "Anno", root.parent / "Eval"]
+
+
+class CelebA(ProtocolDataset):
+    """CelebA with identity labels (identity_CelebA.txt); splits and attributes when their files are present."""
+
+    @dataclass(frozen=True)
+    class Options:
+        protocol: Literal["all", "multi"] = "all"
+        split: Literal["all", "train", "val", "test"] = "all"
+        images: Literal["auto", "img_celeba", "img_align_celeba"] = "auto"
+        identity_file: str | None = None
+
+    name = "celeba"
+    how_to_get = _HOW_TO_GET
+
+    def find_root(self, root: Path | None) -> Path:
+        root = super().find_root(root)
+        self.image_dir = self._find_image_dir(root)
+        explicit = self.options.identity_file
+        if explicit:
+            self.identity_file = Path(explicit).expanduser()
+            if not self.identity_file.is_file():
+                raise DataError(f"dataset celeba: --dataset-arg identity_file={explicit} does not exist")
+        else:
+            found = find_file(["identity_CelebA.txt"], anno_folders(root))
+            if found is None:
+                raise DataError(f"dataset celeba: no identity_CelebA.txt in {root} (or its Anno/ folder); "
+                                f"{_HOW_TO_GET}")
+            self.identity_file = found
+        self.partition_file = find_file(["list_eval_partition.txt"], anno_folders(root))
+        self.attr_file = find_file(["list_attr_celeba.txt"], anno_folders(root))
+        return root
+
+    def _find_image_dir(self, root: Path) -> Path:
+        wanted = ("img_celeba", "img_align_celeba") if self.options.images == "auto" else (self.options.images,)
+        for name in wanted:
+            for cand in (root / name, root / "Img" / name, root / name / name):
+                if cand.is_dir() and any(p.suffix.lower() == ".jpg" for p in _peek(cand)):
+                    return cand
+            if root.name == name:
+                return root
+        raise DataError(f"dataset celeba: no {' or '.join(wanted)}/ folder with .jpg files under {root}; {_HOW_TO_GET}")
+
+    @cached_property
+    def _partition(self) -> dict[str, str] | None:
+        return read_partition(self.partition_file) if self.partition_file else None
+
+    @cached_property
+    def _attributes(self) -> tuple[list[str], dict[str, int], np.ndarray] | None:
+        return read_attributes(self.attr_file) if self.attr_file else None
+
+    def split_of(self, fname: str) -> str:
+        part = self._partition
+        if part is not None and fname in part:
+            return part[fname]
+        try:
+            return partition_of_index(int(Path(fname).stem))
+        except ValueError:
+            raise DataError(f"dataset celeba: cannot tell the split of {fname!r} (not in list_eval_partition.txt "
+                            "and not a CelebA number)") from None
+
+    def index(self) -> list[tuple[str, str]]:
+        ids = read_identities(self.identity_file)
+        on_disk, skipped = list_files(self.image_dir)
+        prefix = self.image_dir.relative_to(self.root).as_posix() if self.image_dir != self.root else ""
+        self._prefix = f"{prefix}/" if prefix else ""
+        present = set(on_disk)
+        unlisted = len(present - ids.keys())
+        missing = len(ids.keys() - present)
+        if unlisted:
+            log.warning("celeba: %d file(s) in %s are not in %s and are skipped", unlisted, self.image_dir,
+                        self.identity_file.name)
+        if missing:
+            log.info("celeba: %d of %d listed images are not on disk (partial copy)", missing, len(ids))
+        self.stats.update(unlisted_files=unlisted, listed_but_missing=missing, skipped_files=skipped)
+        split = self.options.split
+        return [(self._prefix + f, ids[f]) for f in on_disk
+                if f in ids and (split == "all" or self.split_of(f) == split)]
+
+    def meta_of(self, key: str) -> tuple[tuple[str, Any], ...]:
+        fname = key.rsplit("/", 1)[-1]
+        meta: list[tuple[str, Any]] = [("split", self.split_of(fname))]
+        attrs = self._attributes
+        if attrs is not None and fname in attrs[1]:
+            names, rows, values = attrs
+            meta.append(("attributes", tuple(zip(names, (int(v) for v in values[rows[fname]])))))
+        return tuple(meta)
+
+
+def _peek(folder: Path, n: int = 50) -> list[Path]:
+    """Up to ``n`` entries of a folder (to recognise an image folder without listing 200k files)."""
+    out = []
+    try:
+        with os.scandir(folder) as it:
+            for e in it:
+                out.append(Path(e.path))
+                if len(out) >= n:
+                    break
+    except OSError:
+        return []
+    return out
