@@ -425,6 +425,7 @@ def _run_locked(config, device, method, metrics, skipped, dataset, refs, shas, i
         "seconds_metrics": round(t_metrics, 2),
         **mctx.notes,
     }
+    manifest["preprocessing"] = pipeline.describe()
     manifest.update({"status": "complete", "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "summary": summary})
     if hasattr(method, "describe"):
         manifest["method"] = method.describe()
