@@ -191,7 +191,7 @@ def render(df: pd.DataFrame, layout: str = "auto", fmt: str = "md", ci: bool = F
         out = out.reset_index()
         if out["dataset"].nunique() == 1:
             out = out.drop(columns="dataset")
-        return out.to_markdown(index=False)
+        return out.to_markdown(index=False, disable_numparse=True)  # keep the formatted decimals (0.100)
     if fmt in ("latex", "tex"):
         return _latex(table, columns, info)
     raise ConfigError(f"unknown table format {fmt!r} (csv, md, latex)")
@@ -202,6 +202,17 @@ def _latex_escape(s: str) -> str:
                  ("≥", r"$\geq$"), ("≤", r"$\leq$")):
         s = s.replace(a, b)
     return s
+
+
+def _split_pair(text: str) -> list[str]:
+    """``"(a [l, h], b [l, h])"`` -> ``["a [l, h]", "b [l, h]"]``: split at the comma outside brackets."""
+    inner, depth = text[1:-1] if text.startswith("(") and text.endswith(")") else text, 0
+    for i, ch in enumerate(inner):
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            return [inner[:i], inner[i + 2:] if inner[i + 1:i + 2] == " " else inner[i + 1:]]
+    return [inner]
 
 
 def _latex(table: pd.DataFrame, columns: list[Column], info: dict) -> str:
@@ -248,7 +259,7 @@ def _latex(table: pd.DataFrame, columns: list[Column], info: dict) -> str:
                     cells.append(text)
                     continue
                 if c.pair:
-                    inner = text.strip("()").split(", ", 1)
+                    inner = _split_pair(text)
                     pieces = [
                         rf"\textbf{{{t}}}" if not math.isnan(v) and math.isclose(v, b) else t
                         for t, v, b in zip(inner, vals, best[c.label])
