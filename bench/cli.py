@@ -211,8 +211,16 @@ def run_cmd(method: str, dataset: str, data_root: str | None, dataset_args: tupl
     for sk in result.manifest.get("metrics_skipped", []):
         click.echo(f"skipped metric {sk['metric']}: {sk['reason']}", err=True)
     if not result.records.empty:
-        click.echo()
-        click.echo(render(collect_runs([result.run_dir]), "auto", fmt))
+        _load_layouts()
+        records = collect_runs([result.run_dir])
+        for layout in ("summary", "utility", "auto"):  # the first of the paper's shapes that has columns
+            try:
+                text = render(records, layout, fmt)
+            except BenchError:
+                continue
+            click.echo(f"\n{layout} table (all numbers: `bench table {result.run_dir} --layout auto`)\n")
+            click.echo(text)
+            break
 
 
 def _load_layouts() -> None:
