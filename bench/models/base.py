@@ -1,0 +1,347 @@
+"""Common interfaces of the face models that metrics and methods consume: recognisers and attribute classifiers.
+
+A :class:`Recognizer` turns a batch of method crops (``(B, S, S, 3)`` uint8 RGB, usually the 256x256 crops of
+:class:`bench.face.pipeline.FacePipeline`) plus their 5 landmarks into L2-normalised embeddings. Each recogniser
+re-aligns the crop to its own published template (ArcFace 112x112, FaceNet 160x160, dlib 150x150 chips), so every
+model sees the input convention it was trained with. Comparison direction is declared by ``metric``:
+
+* ``"cosine"``: ``scores`` is the cosine similarity, a pair matches when ``s >= t``;
+* ``"l2"``: ``scores`` is the Euclidean distance of the normalised embeddings, a pair matches when ``s <= t``.
+
+An :class:`AttributeModel` maps the same crops to one class index per attribute (``"expression"``, ``"ethnicity"``,
+``"gender"``, ``"age"``, ``"makeup"``).
+
+This module stays light (numpy + OpenCV); torch is imported only by :func:`input_adapter` and by the plugins.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+
+from bench.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = [
+    "ATTRIBUTES",
+    "AttributeModel",
+    "Recognizer",
+    "check_batch",
+    "input_adapter",
+    "l2_normalize",
+    "ort_providers",
+    "reject_html",
+    "resolve_device",
+]
+
+log = logging.getLogger(__name__)
+
+#: Attribute names the metrics layer knows.
+ATTRIBUTES = ("expression", "ethnicity", "gender", "age", "makeup")
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows of ``x`` scaled to unit L2 norm (float32); all-zero rows stay zero."""
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norm, eps)).astype(np.float32, copy=False)
+
+
+def check_batch(crops: Any, landmarks5: Any, owner: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a batch of crops and their 5 landmarks; returns them as (uint8, float64) arrays.
+
+    Raises:
+        ConfigError: wrong dtype, rank, channel count, or landmark shape, naming ``owner``.
+    """
+    crops = np.asarray(crops)
+    if crops.ndim == 3:
+        crops = crops[None]
+    if crops.ndim != 4 or crops.shape[-1] != 3:
+        raise ConfigError(f"{owner}: crops must be (B, S, S, 3) RGB, got shape {crops.shape}")
+    if crops.dtype != np.uint8:
+        raise ConfigError(f"{owner}: crops must be uint8 RGB, got dtype {crops.dtype}")
+    lms = np.asarray(landmarks5, dtype=np.float64)
+    if lms.ndim == 2:
+        lms = lms[None]
+    if lms.shape != (len(crops), 5, 2):
+        raise ConfigError(f"{owner}: landmarks5 must be ({len(crops)}, 5, 2) crop coordinates, got {lms.shape}")
+    if not np.all(np.isfinite(lms)):
+        raise ConfigError(f"{owner}: landmarks5 contain NaN or infinite values")
+    return crops, lms
+
+
+def resolve_device(device: Any) -> str:
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``"auto"`` picks CUDA when torch sees one."""
+    dev = str(device or "cpu").strip().lower()
+    if dev == "auto":
+        try:
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        except ImportError:  # pragma: no cover
+            return "cpu"
+    if dev != "cpu" and not dev.startswith("cuda"):
+        raise ConfigError(f"device {device!r} is not supported (cpu, cuda, cuda:N, auto)")
+    return dev
+
+
+def ort_providers(device: str) -> list[Any]:
+    """onnxruntime execution providers for ``device``: CUDA first when asked for and available, else CPU."""
+    import onnxruntime as ort
+
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            index = int(device.split(":")[1]) if ":" in device else 0
+            return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        log.warning("onnxruntime has no CUDA provider here (install onnxruntime-gpu); running on the CPU")
+    return ["CPUExecutionProvider"]
+
+
+def ort_session(model: str | bytes, device: str, threads: int = 0) -> Any:
+    """An onnxruntime session on ``device`` from a path or serialised model."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model, sess_options=opts, providers=ort_providers(device))
+
+
+def reject_html(path: Any, spec: str) -> None:
+    """Raise a clear error when a weights file is really a web page (Google Drive answers big files with one).
+
+    Raises:
+        WeightsError: naming the file, the spec, where to download it by hand and where to put it.
+    """
+    from pathlib import Path
+
+    from bench.errors import WeightsError
+
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(256).lstrip().lower()
+    except OSError:
+        return
+    if head.startswith((b"<!doctype", b"<html")):
+        from bench.models.hub import get_spec, target_path
+
+        s = get_spec(spec)
+        raise WeightsError(
+            f"{p} is an HTML page, not the weights {spec!r} (the server sent a web page instead of the file). Delete "
+            f"it, download {s.source.display} by hand in a browser and put the file at {target_path(s)}"
+        )
+
+
+_ADAPTER_CLS: type | None = None
+
+
+def input_adapter(net: Any, *, mean: float | tuple[float, float, float] = 0.0,
+                  std: float | tuple[float, float, float] = 1.0, scale: float = 255.0, bgr: bool = False,
+                  output_index: int | None = None) -> torch.nn.Module:
+    """Wrap ``net`` so that it takes (B, 3, s, s) float RGB in [0, 1], the common ``torch_module`` convention.
+
+    The wrapper computes ``net(((flip_if_bgr(x) * scale) - mean) / std)`` and, when ``output_index`` is set, returns
+    that element of a tuple output. The wrapped network stays reachable as the ``net`` attribute, so forward hooks
+    (Grad-CAM) can be registered on its submodules as ``"net.<name>"``.
+    """
+    global _ADAPTER_CLS
+    import torch
+
+    if _ADAPTER_CLS is None:
+
+        class InputAdapter(torch.nn.Module):
+            """[0, 1] RGB -> the wrapped network's own input normalisation -> its embedding."""
+
+            def __init__(self, net: torch.nn.Module, mean: torch.Tensor, std: torch.Tensor, scale: float, bgr: bool,
+                         output_index: int | None) -> None:
+                super().__init__()
+                self.net = net
+                self.register_buffer("mean", mean.view(1, -1, 1, 1), persistent=False)
+                self.register_buffer("std", std.view(1, -1, 1, 1), persistent=False)
+                self.scale = float(scale)
+                self.bgr = bool(bgr)
+                self.output_index = output_index
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                if self.bgr:
+                    x = x.flip(1)
+                x = (x * self.scale - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+                out = self.net(x)
+                if self.output_index is not None:
+                    out = out[self.output_index]
+                return out
+
+        _ADAPTER_CLS = InputAdapter
+
+    def _vec(v: float | tuple[float, ...]) -> torch.Tensor:
+        t = torch.as_tensor(v, dtype=torch.float32).flatten()
+        return t.expand(3).clone() if t.numel() == 1 else t
+
+    return _ADAPTER_CLS(net, _vec(mean), _vec(std), scale, bgr, output_index)
+
+
+class Recognizer:
+    """Batch of crops + 5 landmarks -> L2-normalised identity embeddings.
+
+    Subclasses set the class attributes and implement :meth:`_forward` (aligned uint8 crops -> raw embeddings);
+    optionally :meth:`torch_module` (a differentiable path) and :meth:`template_points` (a template that is not in
+    :mod:`bench.face.align`).
+    """
+
+    name: ClassVar[str] = ""
+    dim: ClassVar[int] = 0
+    metric: ClassVar[Literal["cosine", "l2"]] = "cosine"
+    thresholds: ClassVar[tuple[float, ...]] = ()
+    template: ClassVar[str] = "arcface112"
+    input_size: ClassVar[int] = 112
+    training_set: ClassVar[str] = ""
+    input_convention: ClassVar[str] = ""
+
+    def __init__(self, device: str = "cpu", batch_size: int = 64) -> None:
+        self.device = resolve_device(device)
+        if int(batch_size) < 1:
+            raise ConfigError(f"recogniser {self.name}: batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.weight_files: dict[str, str] = {}  # spec name -> resolved path, for the run manifest
+
+    # -- alignment --------------------------------------------------------------------------------------------
+    def template_points(self) -> np.ndarray:
+        """The (5, 2) target landmarks of this recogniser's aligned input."""
+        from bench.face.align import template
+
+        return template(self.template, self.input_size)
+
+    def align(self, crops: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
+        """(B, S, S, 3) uint8 crops + (B, 5, 2) crop landmarks -> (B, s, s, 3) uint8 aligned inputs."""
+        from bench.face.align import estimate_similarity, warp
+
+        crops, lms = check_batch(crops, landmarks5, f"recogniser {self.name}")
+        dst = self.template_points()
+        s = self.input_size
+        out = np.empty((len(crops), s, s, 3), np.uint8)
+        for i in range(len(crops)):
+            out[i] = warp(np.ascontiguousarray(crops[i]), estimate_similarity(lms[i], dst), s)
+        return out
+
+    # -- embeddings -------------------------------------------------------------------------------------------
+    def embed(self, crops: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
+        """(B, dim) float32 L2-normalised embeddings of crops with their landmarks (chunked by ``batch_size``)."""
+        return self.embed_aligned(self.align(crops, landmarks5))
+
+    def embed_aligned(self, aligned: np.ndarray) -> np.ndarray:
+        """(B, dim) float32 L2-normalised embeddings of already aligned (B, s, s, 3) uint8 inputs."""
+        aligned = np.asarray(aligned)
+        s = self.input_size
+        if aligned.ndim != 4 or aligned.shape[1:] != (s, s, 3) or aligned.dtype != np.uint8:
+            raise ConfigError(
+                f"recogniser {self.name}: aligned inputs must be (B, {s}, {s}, 3) uint8, got {aligned.shape} "
+                f"{aligned.dtype}"
+            )
+        if len(aligned) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        chunks = [self._forward(aligned[i : i + self.batch_size]) for i in range(0, len(aligned), self.batch_size)]
+        emb = np.concatenate([np.asarray(c, np.float32).reshape(len(c), -1) for c in chunks])
+        if emb.shape[1] != self.dim:
+            raise RuntimeError(f"recogniser {self.name}: network returned {emb.shape[1]}-d embeddings, expected "
+                               f"{self.dim}")
+        return l2_normalize(emb)
+
+    def _forward(self, aligned: np.ndarray) -> np.ndarray:
+        """(b, s, s, 3) uint8 aligned RGB -> (b, dim) raw embeddings."""
+        raise NotImplementedError
+
+    # -- comparison -------------------------------------------------------------------------------------------
+    def scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """(Na, Nb) scores of every pair: cosine similarity, or L2 distance of the normalised embeddings.
+
+        One matrix product (float32), so 5000 x 5000 matrices take well under a second.
+        """
+        a = l2_normalize(np.atleast_2d(np.asarray(a, np.float32)))
+        b = l2_normalize(np.atleast_2d(np.asarray(b, np.float32)))
+        if a.shape[1] != b.shape[1]:
+            raise ConfigError(f"recogniser {self.name}: embeddings of different sizes {a.shape[1]} and {b.shape[1]}")
+        sim = np.clip(a @ b.T, -1.0, 1.0)
+        if self.metric == "cosine":
+            return sim
+        # |a - b|^2 = 2 - 2 cos for unit vectors
+        return np.sqrt(np.maximum(2.0 - 2.0 * sim, 0.0)).astype(np.float32)
+
+    def is_match(self, scores: np.ndarray, t: float) -> np.ndarray:
+        """Boolean matches at threshold ``t`` in this recogniser's direction; ties count as matches."""
+        s = np.asarray(scores)
+        return s >= t if self.metric == "cosine" else s <= t
+
+    # -- differentiable path ----------------------------------------------------------------------------------
+    def torch_module(self) -> torch.nn.Module | None:
+        """(B, 3, s, s) float RGB in [0, 1], already aligned -> (B, dim) raw embedding; None if there is none."""
+        return None
+
+    def last_conv_name(self) -> str | None:
+        """Dotted name, inside :meth:`torch_module`, of the last convolution (the Grad-CAM layer)."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """What the run manifest records about this recogniser."""
+        return {
+            "name": self.name,
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "dim": self.dim,
+            "metric": self.metric,
+            "thresholds": list(self.thresholds),
+            "template": self.template,
+            "input_size": self.input_size,
+            "training_set": self.training_set,
+            "input_convention": self.input_convention,
+            "weights": dict(self.weight_files),
+            "device": self.device,
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, metric={self.metric!r}, device={self.device!r})"
+
+
+class AttributeModel:
+    """Crops + 5 landmarks -> one class index per attribute.
+
+    ``classes[attr]`` lists the class names of ``attr`` in index order; :meth:`predict` returns, per attribute, a
+    (B,) int64 array of indices into that list.
+    """
+
+    name: ClassVar[str] = ""
+    attributes: ClassVar[tuple[str, ...]] = ()
+    classes: ClassVar[dict[str, list[str]]] = {}
+
+    def __init__(self, device: str = "cpu", batch_size: int = 64) -> None:
+        self.device = resolve_device(device)
+        if int(batch_size) < 1:
+            raise ConfigError(f"attribute model {self.name}: batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.weight_files: dict[str, str] = {}
+
+    def predict(self, crops: np.ndarray, landmarks5: np.ndarray) -> dict[str, np.ndarray]:
+        """(B, S, S, 3) uint8 crops + (B, 5, 2) landmarks -> {attribute: (B,) int64 class indices}."""
+        probs = self.predict_proba(crops, landmarks5)
+        return {a: np.argmax(p, axis=1).astype(np.int64) for a, p in probs.items()}
+
+    def predict_proba(self, crops: np.ndarray, landmarks5: np.ndarray) -> dict[str, np.ndarray]:
+        """{attribute: (B, n_classes) float32 probabilities}."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "attributes": list(self.attributes),
+            "classes": {k: list(v) for k, v in self.classes.items()},
+            "weights": dict(self.weight_files),
+            "device": self.device,
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, attributes={self.attributes}, device={self.device!r})"

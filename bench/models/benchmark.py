@@ -1,0 +1,162 @@
+"""``bench bench-models``: images per second of every face model whose weights are available, on this machine.
+
+Each model is built once (the shared instance of :func:`bench.models.get_model`), warmed up on one batch, then timed
+over ``--images`` face crops per run (best of ``--repeats``). Inputs are the aligned faces of the ``demo`` dataset
+(real photos shipped in installed packages), repeated to the requested count, or of ``--photos DIR``. What is timed:
+
+* recognisers: ``embed`` (alignment to the model's template + forward, batched);
+* attribute models: ``predict``;
+* detectors: ``detect`` on each 256x256 crop; landmark models: ``landmarks`` with the crop's central box;
+* LPIPS: ``distance_uint8`` of the crops against themselves shifted by one.
+
+Models whose weights are missing are listed as such (never an error). With ``--device auto`` (the default) every
+model runs on the CPU, and again on CUDA when torch sees a GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+__all__ = ["bench_models", "load_faces", "time_model"]
+
+log = logging.getLogger(__name__)
+
+
+def load_faces(n: int, photos: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 256, 256, 3) aligned crops and (n, 5, 2) landmarks from ``photos`` or the demo dataset (repeated)."""
+    from bench.errors import ImageError
+    from bench.face.pipeline import FacePipeline, PipelineConfig
+    from bench.imageio import read_image
+
+    pipe = FacePipeline(PipelineConfig(landmarks68=None), use_cache=False)
+    crops, lms = [], []
+    if photos is not None:
+        files = sorted(p for p in Path(photos).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        sources: list[Any] = files[: max(n, 1)]
+    else:
+        from bench.datasets import DATASETS
+
+        ds = DATASETS.build("demo")
+        sources = [ds.load(r) for r in ds.refs()]
+    for src in sources:
+        try:
+            face = pipe.process(read_image(src) if isinstance(src, Path) else src, name=str(src)[:40])
+        except ImageError:
+            continue
+        crops.append(face.crop)
+        lms.append(face.landmarks5)
+    if not crops:
+        raise click.ClickException(f"no face found in {photos or 'the demo dataset'}")
+    reps = -(-n // len(crops))
+    return np.stack(crops * reps)[:n], np.stack(lms * reps)[:n].astype(np.float32)
+
+
+def _runner(model: Any, tags: tuple[str, ...], crops: np.ndarray, lms: np.ndarray, batch: int
+            ) -> Callable[[int], Any]:
+    """A function running ``model`` over the first ``n`` crops, chosen by what the model is."""
+    if "recognizer" in tags or hasattr(model, "embed"):
+        return lambda n: [model.embed(crops[i : min(i + batch, n)], lms[i : min(i + batch, n)])
+                          for i in range(0, n, batch)]
+    if "attributes" in tags or hasattr(model, "predict"):
+        return lambda n: [model.predict(crops[i : min(i + batch, n)], lms[i : min(i + batch, n)])
+                          for i in range(0, n, batch)]
+    if "detector" in tags:
+        return lambda n: [model.detect(c) for c in crops[:n]]
+    if "landmarks" in tags:
+        s = crops.shape[1]
+        box = np.array([[0.2 * s, 0.2 * s, 0.8 * s, 0.9 * s]], np.float32)
+        return lambda n: [model.landmarks(c, box) for c in crops[:n]]
+    if "lpips" in tags:
+        other = np.roll(crops, 1, axis=0)
+        return lambda n: model.distance_uint8(crops[:n], other[:n], batch_size=batch)
+    raise TypeError(f"do not know how to time {type(model).__name__}")
+
+
+def time_model(fn: Callable[[int], Any], n_images: int, repeats: int = 1, warmup: int = 1) -> float:
+    """Images per second of ``fn(n_images)``: a warm-up call on ``warmup`` images, then the best of ``repeats``."""
+    fn(max(1, min(warmup, n_images)))
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        fn(n_images)
+        best = min(best, time.perf_counter() - t0)
+    return n_images / best if best > 0 else float("inf")
+
+
+def _summary(exc: Exception) -> str:
+    """One line for a model that cannot be built: the missing weight names, or the error's first line."""
+    text = str(exc).strip()
+    missing = [ln.strip()[2:].split(" ", 1)[0] for ln in text.splitlines() if ln.startswith("  - ")]
+    if missing:
+        return f"weights missing: {', '.join(missing)} (`bench weights ls`)"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+@click.command("bench-models")
+@click.option("--models", "names", multiple=True, help="Model names (repeatable); default: every registered model.")
+@click.option("--tag", default=None, help="Only models with this tag (recognizer, attributes, detector, ...).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--images", "n_images", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Crops per timed run.")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda[:N], or auto (CPU, then CUDA if any).")
+@click.option("--photos", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Folder of face photos to use instead of the demo faces.")
+def bench_models(names: tuple[str, ...], tag: str | None, batch_size: int, n_images: int, repeats: int, device: str,
+                 photos: Path | None) -> None:
+    """Print images/s of each available face model on this machine (CPU, and CUDA when available)."""
+    import os
+
+    import torch
+
+    from bench.errors import BenchError
+    from bench.models import MODELS, get_model
+
+    devices = [device]
+    if device == "auto":
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    selected = list(names) or MODELS.names(tag)
+    crops, lms = load_faces(n_images, photos)
+    cpu = f"{os.cpu_count()} CPU threads, torch {torch.get_num_threads()} intra-op"
+    click.echo(f"{len(crops)} face crops per run, batch {batch_size}, best of {repeats}; {cpu}")
+    if torch.cuda.is_available():
+        click.echo(f"GPU: {torch.cuda.get_device_name(0)}")
+    click.echo(f"{'model':<18} {'device':<7} {'images/s':>10}  note")
+    for name in selected:
+        entry = MODELS.entry(name)
+        for dev in devices:
+            try:
+                model = get_model(entry.name, device=dev)
+            except BenchError as exc:
+                click.echo(f"{entry.name:<18} {dev:<7} {'-':>10}  unavailable: {_summary(exc)}")
+                break  # missing weights are missing on every device
+            except Exception as exc:  # noqa: BLE001 - a broken optional model must not stop the benchmark
+                click.echo(f"{entry.name:<18} {dev:<7} {'-':>10}  failed to build: {type(exc).__name__}: {exc}")
+                continue
+            fn = _runner(model, entry.tags, crops, lms, batch_size)
+
+            def run(n: int, fn: Callable[[int], Any] = fn, dev: str = dev) -> None:
+                fn(n)
+                _sync(dev)
+
+            try:
+                ips = time_model(run, len(crops), repeats, warmup=batch_size)
+            except Exception as exc:  # noqa: BLE001
+                click.echo(f"{entry.name:<18} {dev:<7} {'-':>10}  failed: {type(exc).__name__}: {exc}")
+                continue
+            note = ", ".join(t for t in entry.tags if t != "offline")
+            click.echo(f"{entry.name:<18} {dev:<7} {ips:>10.1f}  {note}")

