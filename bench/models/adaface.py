@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.errors import ConfigError
-from bench.models.base import Recognizer, input_adapter, reject_html
+from bench.models.base import Recognizer, input_adapter, reject_html, run_torch_embedder
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -102,15 +102,4 @@ class AdaFace(Recognizer):
         return f"net.body.{n_units - 1}.res_layer.4"
 
     def _forward(self, aligned: np.ndarray) -> np.ndarray:
-        import torch
-
-        module = self.torch_module()
-        x = torch.from_numpy(np.ascontiguousarray(aligned.transpose(0, 3, 1, 2))).to(self.device)
-        with torch.inference_mode():
-            x = x.float() / 255.0
-            if self.half and self.device.startswith("cuda"):
-                with torch.autocast("cuda", dtype=torch.float16):
-                    out = module(x)
-            else:
-                out = module(x)
-        return out.float().cpu().numpy()
+        return run_torch_embedder(self.torch_module(), aligned, self.device, self.half)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.errors import ConfigError, WeightsError
-from bench.models.base import Recognizer, input_adapter, ort_providers
+from bench.models.base import Recognizer, input_adapter, ort_providers, run_torch_embedder
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -220,18 +220,7 @@ class ArcFace(Recognizer):
             model = self.onnx_model()
             blob = np.ascontiguousarray(aligned.transpose(0, 3, 1, 2), dtype=np.float32)
             return model.forward(blob)  # applies insightface's own input_mean / input_std
-        import torch
-
-        module = self.torch_module()
-        x = torch.from_numpy(np.ascontiguousarray(aligned.transpose(0, 3, 1, 2))).to(self.device)
-        with torch.inference_mode():
-            x = x.float() / 255.0
-            if self.half and self.device.startswith("cuda"):
-                with torch.autocast("cuda", dtype=torch.float16):
-                    out = module(x)
-            else:
-                out = module(x)
-        return out.float().cpu().numpy()
+        return run_torch_embedder(self.torch_module(), aligned, self.device, self.half)
 
     # -- torch ------------------------------------------------------------------------------------------------
     def torch_module(self) -> torch.nn.Module:

@@ -36,6 +36,7 @@ __all__ = [
     "ort_providers",
     "reject_html",
     "resolve_device",
+    "run_torch_embedder",
 ]
 
 log = logging.getLogger(__name__)
@@ -345,3 +346,18 @@ class AttributeModel:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, attributes={self.attributes}, device={self.device!r})"
+
+
+def run_torch_embedder(module: torch.nn.Module, aligned: np.ndarray, device: str, half: bool = True) -> np.ndarray:
+    """Run a ``torch_module()`` (RGB in [0, 1]) on (B, s, s, 3) uint8 aligned crops; float16 autocast on CUDA."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(aligned.transpose(0, 3, 1, 2))).to(device)
+    with torch.inference_mode():
+        x = x.float() / 255.0
+        if half and device.startswith("cuda"):
+            with torch.autocast("cuda", dtype=torch.float16):
+                out = module(x)
+        else:
+            out = module(x)
+    return out.float().cpu().numpy()

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.models.base import Recognizer, input_adapter, ort_session
+from bench.models.base import Recognizer, input_adapter, ort_session, run_torch_embedder
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -198,18 +198,7 @@ class SFace(Recognizer):
             sess = self.session()
             blob = np.ascontiguousarray(aligned.transpose(0, 3, 1, 2), dtype=np.float32)
             return sess.run(None, {self._input: blob})[0]
-        import torch
-
-        module = self.torch_module()
-        x = torch.from_numpy(np.ascontiguousarray(aligned.transpose(0, 3, 1, 2))).to(self.device)
-        with torch.inference_mode():
-            x = x.float() / 255.0
-            if self.device.startswith("cuda"):
-                with torch.autocast("cuda", dtype=torch.float16):
-                    out = module(x)
-            else:
-                out = module(x)
-        return out.float().cpu().numpy()
+        return run_torch_embedder(self.torch_module(), aligned, self.device)
 
     # -- torch ------------------------------------------------------------------------------------------------
     def torch_module(self) -> torch.nn.Module:
