@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import BenchError, ConfigError
+from bench.errors import ConfigError
 from bench.metrics.base import Metric, MetricContext, MetricUnavailable
 from bench.metrics.protocol import AGE_GROUPS, ATTRIBUTE_ORDER, PROTOCOL_VERSION, age_group
 from bench.metrics.shared import (
     OriginalsCache,
     content_keys,
-    load_model,
+    load_models,
     model_fingerprint,
     short_reason,
     skipped_summary,
@@ -73,21 +73,8 @@ class AttributePreservation(Metric):
 
         explicit = bool(self.options.models)
         names = list(self.options.models) or MODELS.names(tag="attributes")
-        self.models: dict[str, Any] = {}
-        self.unavailable: dict[str, str] = {}
-        for name in names:
-            MODELS.entry(name)  # an unknown name is a configuration error (with suggestions), never a skip
-            try:
-                model = load_model(name, device, explicit)
-            except BenchError as exc:
-                if explicit:
-                    raise MetricUnavailable(f"attribute model {name!r} is unavailable:\n{exc}") from None
-                self.unavailable[name] = str(exc)
-                log.debug("attribute model %s unavailable: %s", name, exc)
-                continue
-            if not isinstance(model, AttributeModel):
-                raise ConfigError(f"metric attributes: {name!r} is not an attribute model (see `bench ls models`)")
-            self.models[name] = model
+        self.models, self.unavailable = load_models(names, device, explicit, AttributeModel, "attribute model",
+                                                    "attributes")
         # attribute -> model name (the first model providing it, in the order given)
         self.owner: dict[str, str] = {}
         for name, model in self.models.items():

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import BenchError, ConfigError
+from bench.errors import ConfigError
 from bench.metrics.base import Metric, MetricContext, MetricUnavailable
 from bench.metrics.protocol import FAR_TARGETS, PROTOCOL_THRESHOLDS, PROTOCOL_VERSION, far_label
 from bench.metrics.rates import (
@@ -35,7 +35,7 @@ from bench.metrics.rates import (
     probe_scores,
     to_score,
 )
-from bench.metrics.shared import OriginalsCache, content_keys, load_model, model_fingerprint, skipped_summary
+from bench.metrics.shared import OriginalsCache, content_keys, load_models, model_fingerprint, skipped_summary
 from bench.options import options_dict
 from bench.types import PairBatch, Record
 
@@ -84,21 +84,7 @@ class IdentityRates(Metric):
 
         explicit = bool(self.options.recognizers)
         names = list(self.options.recognizers) or MODELS.names(tag="recognizer")
-        self.models: dict[str, Any] = {}
-        self.skipped: dict[str, str] = {}
-        for name in names:
-            MODELS.entry(name)  # an unknown name is a configuration error (with suggestions), never a skip
-            try:
-                model = load_model(name, device, explicit)
-            except BenchError as exc:
-                if explicit:
-                    raise MetricUnavailable(f"recogniser {name!r} is unavailable:\n{exc}") from None
-                self.skipped[name] = str(exc)
-                log.debug("recogniser %s unavailable: %s", name, exc)
-                continue
-            if not isinstance(model, Recognizer):
-                raise ConfigError(f"metric reid: model {name!r} is not a face recogniser (see `bench ls models`)")
-            self.models[getattr(model, "name", name) or name] = model
+        self.models, self.skipped = load_models(names, device, explicit, Recognizer, "face recogniser", "reid")
         if not self.models:
             reasons = "\n".join(f"{n}: {r}" for n, r in self.skipped.items())
             raise MetricUnavailable(f"no recogniser is available for ReID/IDS:\n{reasons}")

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from bench.cache import ArrayCache, cache_root
-from bench.errors import WeightsMissingError
+from bench.errors import BenchError, ConfigError, WeightsMissingError
+from bench.metrics.base import MetricUnavailable
 
 __all__ = [
     "CacheStats",
@@ -60,6 +61,35 @@ def load_model(name: str, device: str, explicit: bool) -> Any:
     except ModuleNotFoundError as exc:
         raise WeightsMissingError(f"model {entry.name!r} needs the Python package {exc.name!r} (not installed)"
                                   ) from None
+
+
+def load_models(names: list[str], device: str, explicit: bool, kind: type, what: str,
+                owner: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Load the models ``names`` for a metric: (name -> model, name -> why it is unavailable).
+
+    An unknown name is a configuration error (with suggestions), never a skip; a model that is not an instance of
+    ``kind`` is a configuration error; a model with missing weights is skipped, unless ``explicit`` (the user asked
+    for it by name), in which case the metric is unavailable with the hub's message.
+    """
+    from bench.models import MODELS
+
+    models: dict[str, Any] = {}
+    unavailable: dict[str, str] = {}
+    for name in names:
+        MODELS.entry(name)
+        try:
+            model = load_model(name, device, explicit)
+        except BenchError as exc:
+            if explicit:
+                raise MetricUnavailable(f"{what} {name!r} is unavailable:\n{exc}") from None
+            unavailable[name] = str(exc)
+            log.debug("%s %s unavailable: %s", what, name, exc)
+            continue
+        if not isinstance(model, kind):
+            article = "an" if what[0] in "aeiou" else "a"
+            raise ConfigError(f"metric {owner}: {name!r} is not {article} {what} (see `bench ls models`)")
+        models[getattr(model, "name", name) or name] = model
+    return models, unavailable
 
 
 def missing_files(message: str) -> list[str]:
