@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from platformdirs import user_cache_dir
 
-__all__ = ["bench_home", "cache_root", "ArrayCache"]
+__all__ = ["ArrayCache", "bench_home", "cache_root"]
 
 
 def bench_home() -> Path:

@@ -173,6 +173,8 @@ def _metric_args(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
 @click.option("--pool-split", default=None, help="Split of the pool dataset.")
 @click.option("--pool-limit", type=int, default=2000, show_default=True, help="At most this many pool faces.")
 @click.option("--workers", type=int, default=2, show_default=True, help="Threads for image loading/alignment.")
+@click.option("--bootstrap", "n_bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Bootstrap resamples for the 95% intervals (0: no intervals).")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "latex"]), default="md", show_default=True,
               help="Format of the table printed at the end.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -180,7 +182,7 @@ def run_cmd(method: str, dataset: str, data_root: str | None, dataset_args: tupl
             seed: int, device: str, batch_size: int, out: str, method_args: tuple[str, ...], metrics: str | None,
             metric_args: tuple[str, ...], recognizers: str | None, save_images: bool, force: bool, detector: str,
             landmarks68: str, pool_root: str | None, pool_dataset: str | None, pool_split: str | None,
-            pool_limit: int, workers: int, fmt: str, quiet: bool) -> None:
+            pool_limit: int, workers: int, n_bootstrap: int, fmt: str, quiet: bool) -> None:
     """Anonymise a dataset with a method and evaluate it; resumes an interrupted run."""
     from bench.config import RunConfig
     from bench.options import parse_key_values
@@ -194,6 +196,7 @@ def run_cmd(method: str, dataset: str, data_root: str | None, dataset_args: tupl
         save_images=save_images, metrics=_split_csv(metrics), recognizers=_split_csv(recognizers), force=force,
         detector=detector, landmarks68=None if landmarks68.lower() == "none" else landmarks68,
         pool_root=pool_root, pool_dataset=pool_dataset, pool_split=pool_split, pool_limit=pool_limit, workers=workers,
+        n_bootstrap=n_bootstrap,
     )
     result = evaluate(config, progress=not quiet)
     s = result.summary
@@ -206,7 +209,7 @@ def run_cmd(method: str, dataset: str, data_root: str | None, dataset_args: tupl
     click.echo(f"computed now: {s['computed_now']}  resumed: {s['resumed_from']}  "
                f"preprocessing cache hits: {pc['hits']}/{pc['hits'] + pc['misses']}  time: {s['seconds']} s")
     for k, v in s.items():
-        if k.startswith("cache:") or k.startswith("note:"):
+        if k.startswith(("cache:", "note:")):
             click.echo(f"{k.split(':', 1)[1]}: {v}")
     for sk in result.manifest.get("metrics_skipped", []):
         click.echo(f"skipped metric {sk['metric']}: {sk['reason']}", err=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "BenchError",
+    "ChecksumError",
     "ConfigError",
     "DataError",
     "ImageError",
@@ -15,7 +16,6 @@ __all__ = [
     "UnreadableImageError",
     "WeightsError",
     "WeightsMissingError",
-    "ChecksumError",
 ]
 
 

@@ -14,7 +14,7 @@ from typing import Any, Union, get_args, get_origin
 
 from bench.errors import ConfigError
 
-__all__ = ["build_options", "parse_key_values", "coerce", "options_dict"]
+__all__ = ["build_options", "coerce", "options_dict", "parse_key_values"]
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f"}
@@ -38,9 +38,9 @@ def coerce(value: Any, annotation: Any, name: str = "value") -> Any:
     origin = get_origin(annotation)
     if origin in (Union, types.UnionType):
         args = [a for a in get_args(annotation) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.lower() in {"none", "null", ""}):
-            if type(None) in get_args(annotation):
-                return None
+        is_none = value is None or (isinstance(value, str) and value.lower() in {"none", "null", ""})
+        if is_none and type(None) in get_args(annotation):
+            return None
         errors = []
         for arg in args:
             try:

@@ -33,7 +33,7 @@ from bench.metrics.base import Metric, MetricContext, MetricUnavailable
 from bench.store import STATUS_FAILED, STATUS_OK, RunStore, Shard
 from bench.types import AlignedFace, FaceBatch, FacePool, ImageRef, PairBatch, Record, image_seed
 
-__all__ = ["evaluate", "RunResult", "build_suite"]
+__all__ = ["RunResult", "build_suite", "evaluate"]
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,10 @@ def _versions() -> dict[str, str]:
 def _git_commit() -> dict[str, Any]:
     root = Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=root, capture_output=True, text=True, timeout=10)
         if commit.returncode != 0:
             return {"commit": None}
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, cwd=root,
                                capture_output=True, text=True, timeout=10)
         return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
@@ -213,7 +213,7 @@ def _save_images(store: RunStore, keys: list[str], images: np.ndarray, extras: d
 def evaluate(config: RunConfig, progress: bool = True) -> RunResult:
     """Run (or resume) one evaluation and return its records; see the module docstring."""
     from bench.datasets import DATASETS
-    from bench.face.pipeline import FacePipeline, PipelineConfig
+    from bench.face.pipeline import PipelineConfig
     from bench.methods import METHODS
 
     t_start = time.time()
@@ -391,6 +391,7 @@ def _run_locked(config, device, method, metrics, skipped, dataset, refs, shas, i
     })
     mctx = dataclasses.replace(ctx, keys=[refs[i].key for i in ok_positions], identities=ctx.identities[ok_positions])
     mctx.notes = ctx.notes
+    variant = str(getattr(method.options, "label", "") or method.name)  # `folder` runs carry their method's name
     for name, metric in metrics.items():
         parts = per_metric.get(name, {})
         obs_full: dict[str, np.ndarray] = {}
@@ -406,8 +407,7 @@ def _run_locked(config, device, method, metrics, skipped, dataset, refs, shas, i
         if not obs_full or len(ok_positions) == 0:
             continue
         for rec in metric.compute(obs_full, mctx):
-            records.append(dataclasses.replace(rec, dataset=payload["dataset"], method=method.name,
-                                               variant=method.name))
+            records.append(dataclasses.replace(rec, dataset=payload["dataset"], method=method.name, variant=variant))
     df = store.write_records(records)
     store.write_per_image(per_image)
 

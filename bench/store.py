@@ -26,7 +26,7 @@ import pandas as pd
 from bench.imageio import atomic_write_bytes
 from bench.types import RECORD_COLUMNS, Record
 
-__all__ = ["RunStore", "Shard", "load_records", "load_manifest"]
+__all__ = ["RunStore", "Shard", "load_manifest", "load_records"]
 
 STATUS_OK, STATUS_FAILED = 0, 1
 

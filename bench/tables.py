@@ -18,7 +18,7 @@ import pandas as pd
 
 from bench.errors import ConfigError
 
-__all__ = ["Column", "LAYOUTS", "collect_runs", "build_table", "render", "find_run_dirs"]
+__all__ = ["LAYOUTS", "Column", "build_table", "collect_runs", "find_run_dirs", "render"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,10 @@ def find_run_dirs(paths: list[str | Path]) -> list[Path]:
     return out
 
 
+#: method options that do not distinguish rows (paths, the display label itself)
+_UNSHOWN_ARGS = {"label", "root", "checkpoint"}
+
+
 def collect_runs(run_dirs: list[Path], allow_mixed: bool = False) -> pd.DataFrame:
     """Concatenate the records of several runs; refuse runs on different image lists of one dataset unless allowed."""
     import json
@@ -83,6 +87,11 @@ def collect_runs(run_dirs: list[Path], allow_mixed: bool = False) -> pd.DataFram
             m = json.loads(manifest_path.read_text())
             ds = m.get("resolved", {}).get("dataset", "")
             lists.setdefault(ds, {})[str(d)] = m.get("image_list_hash", "")
+            # options given on the command line are part of the row name: "blur [sigma=12]"
+            args = {k: v for k, v in m.get("config", {}).get("method_args", {}).items() if k not in _UNSHOWN_ARGS}
+            if args and not df.empty:
+                df["variant"] = df["variant"].astype(str) + " [" + ", ".join(
+                    f"{k}={v}" for k, v in sorted(args.items())) + "]"
         df["run"] = str(d)
         frames.append(df)
     if not allow_mixed:
@@ -95,7 +104,14 @@ def collect_runs(run_dirs: list[Path], allow_mixed: bool = False) -> pd.DataFram
                 )
     if not frames:
         raise ConfigError("no runs given")
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    # rows that would still share a name (same method and options, e.g. other seeds) get their run folder's hash
+    names = out.drop_duplicates("run").groupby(["dataset", "variant"])["run"].transform("count")
+    clash = set(out.drop_duplicates("run").loc[names > 1, "run"])
+    if clash:
+        mask = out["run"].isin(clash)
+        out.loc[mask, "variant"] = out.loc[mask, "variant"] + " #" + out.loc[mask, "run"].map(lambda r: Path(r).name[:6])
+    return out
 
 
 def _select(df: pd.DataFrame, metric: str, model: str | None, threshold: float | None) -> pd.DataFrame:

@@ -21,15 +21,15 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "ImageRef",
-    "FaceDetection",
+    "RECORD_COLUMNS",
     "AlignedFace",
     "FaceBatch",
+    "FaceDetection",
+    "FacePool",
+    "ImageRef",
     "PairBatch",
     "Record",
-    "RECORD_COLUMNS",
     "image_seed",
-    "FacePool",
 ]
 
 

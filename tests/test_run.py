@@ -179,7 +179,7 @@ _CRASHER = textwrap.dedent(
 def test_killed_run_resumes_without_recomputing(tmp_path):
     killed = tmp_path / "killed"
     proc = subprocess.run([sys.executable, "-c", _CRASHER, str(killed), "3"], capture_output=True, text=True,
-                          env={**os.environ})
+                          check=False, env={**os.environ})
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     run_dir = _only_run(killed)
     assert not (run_dir / "records.csv").exists()
@@ -219,3 +219,35 @@ def test_save_images(tmp_path):
     from bench.imageio import read_image
 
     assert read_image(pngs[0]).shape == (256, 256, 3)
+
+
+def test_rows_of_the_same_method_with_other_options_stay_apart(tmp_path):
+    assert _run("run", "-m", "blur", "-d", "demo", "--out", str(tmp_path), "--quiet", "--metrics", "ssim")[0] == 0
+    assert _run("run", "-m", "blur", "-d", "demo", "--out", str(tmp_path), "--quiet", "--metrics", "ssim",
+                "--method-arg", "sigma=12")[0] == 0
+    assert _run("run", "-m", "blur", "-d", "demo", "--out", str(tmp_path), "--quiet", "--metrics", "ssim",
+                "--seed", "3")[0] == 0
+    code, md = _run("table", str(tmp_path))
+    assert code == 0
+    rows = [line for line in md.splitlines() if line.startswith("| blur")]
+    assert len(rows) == 3, md
+    assert any("blur [sigma=12]" in r for r in rows) and sum("#" in r for r in rows) == 2
+
+
+def test_bootstrap_can_be_switched_off(tmp_path):
+    code, text = _run("run", "-m", "blur", "-d", "demo", "--out", str(tmp_path), "--quiet", "--bootstrap", "0",
+                      "--metrics", "ssim")
+    assert code == 0, text
+    df = _records(_only_run(tmp_path))
+    assert df.ci_low.isna().all() and df.value.notna().all()
+
+
+def test_folder_rows_are_named_by_their_label(tmp_path):
+    ident = evaluate(RunConfig(method="identity", dataset="demo", out=str(tmp_path / "a"), metrics=("ssim",),
+                               save_images=True), progress=False)
+    outputs = ident.run_dir / "images" / "anonymized"
+    assert len(list(outputs.rglob("*.png"))) == 8
+    r = evaluate(RunConfig(method="folder", dataset="demo", out=str(tmp_path / "b"), metrics=("ssim",),
+                           method_args={"root": str(outputs), "label": "MyGAN", "aligned": "true"}), progress=False)
+    assert set(r.records.variant) == {"MyGAN"}
+    assert float(r.records.value.iloc[0]) == 1.0  # the saved crops are exactly the originals

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from skimage.transform import SimilarityTransform
 
-__all__ = ["ARCFACE_112", "template", "estimate_similarity", "warp", "invert", "transform_points", "paste_back"]
+__all__ = ["ARCFACE_112", "estimate_similarity", "invert", "paste_back", "template", "transform_points", "warp"]
 
 ARCFACE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
@@ -66,7 +66,7 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 def align(image: np.ndarray, landmarks5: np.ndarray, name: str = "crop256", size: int | None = None):
     """Align ``image`` by its 5 landmarks to a template; returns (crop, 2x3 transform)."""
     dst = template(name, size)
-    side = int(round(size or (112 if name.startswith("arcface") else 160 if name.startswith("facenet") else 256)))
+    side = round(size or (112 if name.startswith("arcface") else 160 if name.startswith("facenet") else 256))
     m = estimate_similarity(landmarks5, dst)
     return warp(image, m, side), m
 

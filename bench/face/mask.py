@@ -41,8 +41,8 @@ def face_mask(size: int, landmarks5: np.ndarray, landmarks68: np.ndarray | None 
     eye_d = float(np.linalg.norm(lm[1] - lm[0]))
     em = float(np.linalg.norm(mouth - eyes))
     angle = float(np.degrees(np.arctan2(lm[1, 1] - lm[0, 1], lm[1, 0] - lm[0, 0])))
-    axes = (int(round(eye_d * 1.05)), int(round(em * 1.75)))
-    cv2.ellipse(mask, (int(round(centre[0])), int(round(centre[1] - 0.15 * em))), axes, angle, 0, 360, 1, -1)
+    axes = (round(eye_d * 1.05), round(em * 1.75))
+    cv2.ellipse(mask, (round(centre[0]), round(centre[1] - 0.15 * em)), axes, angle, 0, 360, 1, -1)
     return mask.astype(bool)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from bench.options import build_options, options_dict
 from bench.types import FaceBatch
 
-__all__ = ["Method", "MethodResult", "NEEDS"]
+__all__ = ["NEEDS", "Method", "MethodResult"]
 
 #: What a method may declare in ``Method.needs``; the runner fills the matching FaceBatch fields.
 NEEDS = frozenset({"landmarks68", "mask", "transform", "pool"})

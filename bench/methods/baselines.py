@@ -23,7 +23,7 @@ from bench.errors import ConfigError
 from bench.methods.base import Method
 from bench.types import FaceBatch
 
-__all__ = ["Identity", "Blur", "Pixelate", "Mask", "Noise"]
+__all__ = ["Blur", "Identity", "Mask", "Noise", "Pixelate"]
 
 
 def _region_blend(batch: FaceBatch, edited: np.ndarray, region: str, feather: int) -> np.ndarray:

@@ -221,7 +221,7 @@ class RateBootstrap:
 
         h = np.asarray(hits, np.float64)
         n = h.shape[0]
-        if n <= 1:
+        if n <= 1 or self.n_boot < 1:
             return bootstrap_ci(h, self.seed, self.n_boot, self.level)
         w = self._matrix(n)
         if w is None:

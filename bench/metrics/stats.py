@@ -27,7 +27,7 @@ def bootstrap_ci(
     """
     values = np.asarray(values, dtype=np.float64)
     n = values.shape[0]
-    if n == 0:
+    if n == 0 or n_boot < 1:  # no data, or intervals switched off (--bootstrap 0)
         return (float("nan"), float("nan"))
     if n == 1:
         v = float(values[0]) if stat is None else float(stat(values[None, :])[0])
