@@ -167,6 +167,8 @@ def _metric_args(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
 @click.option("--force", is_flag=True, help="Recompute the run from scratch.")
 @click.option("--detector", default="yunet", show_default=True, help="Face detector of the preprocessing stage.")
 @click.option("--landmarks68", default="dlib68", show_default=True, help="68-point landmark model, or 'none'.")
+@click.option("--crop-size", type=click.IntRange(min=32), default=256, show_default=True,
+              help="Side of the aligned face crops methods and metrics work on.")
 @click.option("--pool-root", type=click.Path(file_okay=False), default=None,
               help="Dataset root of the delegate pool (people never in the evaluated set).")
 @click.option("--pool-dataset", default=None, help="Dataset type of the pool (default: --dataset).")
@@ -181,7 +183,7 @@ def _metric_args(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
 def run_cmd(method: str, dataset: str, data_root: str | None, dataset_args: tuple[str, ...], limit: int | None,
             seed: int, device: str, batch_size: int, out: str, method_args: tuple[str, ...], metrics: str | None,
             metric_args: tuple[str, ...], recognizers: str | None, save_images: bool, force: bool, detector: str,
-            landmarks68: str, pool_root: str | None, pool_dataset: str | None, pool_split: str | None,
+            landmarks68: str, crop_size: int, pool_root: str | None, pool_dataset: str | None, pool_split: str | None,
             pool_limit: int, workers: int, n_bootstrap: int, fmt: str, quiet: bool) -> None:
     """Anonymise a dataset with a method and evaluate it; resumes an interrupted run."""
     from bench.config import RunConfig
@@ -194,7 +196,7 @@ def run_cmd(method: str, dataset: str, data_root: str | None, dataset_args: tupl
         dataset_args=parse_key_values(dataset_args, "--dataset-arg"), limit=limit, seed=seed, device=device,
         batch_size=batch_size, out=out, method_args=parse_key_values(method_args), metric_args=_metric_args(metric_args),
         save_images=save_images, metrics=_split_csv(metrics), recognizers=_split_csv(recognizers), force=force,
-        detector=detector, landmarks68=None if landmarks68.lower() == "none" else landmarks68,
+        detector=detector, landmarks68=None if landmarks68.lower() == "none" else landmarks68, crop_size=crop_size,
         pool_root=pool_root, pool_dataset=pool_dataset, pool_split=pool_split, pool_limit=pool_limit, workers=workers,
         n_bootstrap=n_bootstrap,
     )
