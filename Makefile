@@ -23,7 +23,8 @@ demo: setup
 	$(BIN)/bench run --method pixelate --dataset demo --out $(DEMO) --quiet
 	$(BIN)/bench run --method blur --dataset demo --out $(DEMO)
 	@echo
-	$(BIN)/bench table $(DEMO)/demo --format latex
+	$(BIN)/bench table $(DEMO)/demo --layout summary --format latex
+	@echo "all numbers: $(BIN)/bench table $(DEMO)/demo --layout auto --ci"
 
 test: setup
 	@$(BIN)/python -m pytest -q; rc=$$?; \
