@@ -28,10 +28,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bench.datasets.protocols import ProtocolDataset, find_file, list_files
+from bench.datasets.protocols import ProtocolDataset, find_file, list_files, read_lines
 from bench.errors import DataError
 
-__all__ = ["SPLITS", "CelebA", "partition_of_index", "read_attributes", "read_identities", "read_partition"]
+__all__ = ["SPLITS", "CelebA", "CelebAAnnotations", "partition_of_index", "read_attributes", "read_identities", "read_partition"]
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +50,10 @@ def partition_of_index(number: int) -> str:
     return "train" if number <= _TRAIN_END else "val" if number <= _VAL_END else "test"
 
 
-def _lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
 def read_identities(path: Path) -> dict[str, str]:
     """``identity_CelebA.txt`` -> {file name: identity label}."""
     out: dict[str, str] = {}
-    for n, line in enumerate(_lines(path), 1):
+    for n, line in enumerate(read_lines(path), 1):
         parts = line.split()
         if not parts:
             continue
@@ -75,7 +68,7 @@ def read_identities(path: Path) -> dict[str, str]:
 def read_partition(path: Path) -> dict[str, str]:
     """``list_eval_partition.txt`` -> {file name: 'train'|'val'|'test'}."""
     out: dict[str, str] = {}
-    for n, line in enumerate(_lines(path), 1):
+    for n, line in enumerate(read_lines(path), 1):
         parts = line.split()
         if not parts:
             continue
@@ -90,7 +83,7 @@ def read_attributes(path: Path) -> tuple[list[str], dict[str, int], np.ndarray]:
 
     Returns the attribute names, {file name: row} and an (N, A) int8 array of -1/+1 labels.
     """
-    lines = _lines(path)
+    lines = read_lines(path)
     if len(lines) < 2:
         raise DataError(f"{path}: expected a count line and an attribute-name line")
     names = lines[1].split()
@@ -115,7 +108,37 @@ def anno_folders(root: Path) -> list[Path]:
     return [root, root / "Anno", root / "Eval", root.parent, root.parent / "Anno", root.parent / "Eval"]
 
 
-class CelebA(ProtocolDataset):
+class CelebAAnnotations:
+    """CelebA's optional annotation files, shared by ``celeba`` and ``celebahq``.
+
+    The dataset's ``resolve_root`` sets ``partition_file`` (list_eval_partition.txt) and ``attr_file``.
+    """
+
+    name: str
+    partition_file: Path | None = None
+    attr_file: Path | None = None
+
+    @cached_property
+    def _partition(self) -> dict[str, str] | None:
+        return read_partition(self.partition_file) if self.partition_file else None
+
+    @cached_property
+    def _attributes(self) -> tuple[list[str], dict[str, int], np.ndarray] | None:
+        return read_attributes(self.attr_file) if self.attr_file else None
+
+    def split_of(self, fname: str) -> str:
+        """The CelebA partition of CelebA file ``fname``: the partition file, else CelebA's published index ranges."""
+        part = self._partition
+        if part is not None and fname in part:
+            return part[fname]
+        try:
+            return partition_of_index(int(Path(fname).stem))
+        except ValueError:
+            raise DataError(f"dataset {self.name}: cannot tell the split of {fname!r} (not in list_eval_partition.txt "
+                            "and not a CelebA number)") from None
+
+
+class CelebA(CelebAAnnotations, ProtocolDataset):
     """CelebA with identity labels (identity_CelebA.txt); splits and attributes when their files are present."""
 
     @dataclass(frozen=True)
@@ -156,23 +179,6 @@ class CelebA(ProtocolDataset):
                 return root
         raise DataError(f"dataset celeba: no {' or '.join(wanted)}/ folder with .jpg files under {root}; {_HOW_TO_GET}")
 
-    @cached_property
-    def _partition(self) -> dict[str, str] | None:
-        return read_partition(self.partition_file) if self.partition_file else None
-
-    @cached_property
-    def _attributes(self) -> tuple[list[str], dict[str, int], np.ndarray] | None:
-        return read_attributes(self.attr_file) if self.attr_file else None
-
-    def split_of(self, fname: str) -> str:
-        part = self._partition
-        if part is not None and fname in part:
-            return part[fname]
-        try:
-            return partition_of_index(int(Path(fname).stem))
-        except ValueError:
-            raise DataError(f"dataset celeba: cannot tell the split of {fname!r} (not in list_eval_partition.txt "
-                            "and not a CelebA number)") from None
 
     def index(self) -> list[tuple[str, str]]:
         ids = read_identities(self.identity_file)

@@ -38,10 +38,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
-from bench.datasets.celeba import anno_folders, partition_of_index, read_attributes, read_identities, read_partition
-from bench.datasets.protocols import ALL, MULTI, Protocol, ProtocolDataset, find_file, group_pairs, list_files
+from bench.datasets.celeba import CelebAAnnotations, anno_folders, read_identities
+from bench.datasets.protocols import (
+    ALL,
+    MULTI,
+    Protocol,
+    ProtocolDataset,
+    find_file,
+    group_pairs,
+    list_files,
+    read_lines,
+)
 from bench.errors import DataError
 
 __all__ = ["PAPER_SIZE", "CelebAHQ", "read_mapping"]
@@ -58,10 +65,7 @@ _HOW_TO_GET = (
 
 def read_mapping(path: Path) -> dict[str, str]:
     """``CelebA-HQ-to-CelebA-mapping.txt`` -> {CelebA-HQ index (str): CelebA file name}."""
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    lines = read_lines(path)
     out: dict[str, str] = {}
     for n, line in enumerate(lines, 1):
         parts = line.split()
@@ -75,7 +79,7 @@ def read_mapping(path: Path) -> dict[str, str]:
     return out
 
 
-class CelebAHQ(ProtocolDataset):
+class CelebAHQ(CelebAAnnotations, ProtocolDataset):
     """CelebA-HQ (CelebAMask-HQ layout) with CelebA identities; paper protocol = 5,000 identity-disjoint test images."""
 
     @dataclass(frozen=True)
@@ -134,20 +138,6 @@ class CelebAHQ(ProtocolDataset):
     def _mapping(self) -> dict[str, str]:
         return read_mapping(self.mapping_file)
 
-    @cached_property
-    def _partition(self) -> dict[str, str] | None:
-        return read_partition(self.partition_file) if self.partition_file else None
-
-    @cached_property
-    def _attributes(self) -> tuple[list[str], dict[str, int], np.ndarray] | None:
-        return read_attributes(self.attr_file) if self.attr_file else None
-
-    def _split_of_celeba(self, celeba_file: str) -> str:
-        part = self._partition
-        if part is not None and celeba_file in part:
-            return part[celeba_file]
-        return partition_of_index(int(Path(celeba_file).stem))
-
     def index(self) -> list[tuple[str, str]]:
         ids = read_identities(self.identity_file)
         mapping = self._mapping
@@ -166,7 +156,7 @@ class CelebAHQ(ProtocolDataset):
                 unlabelled += 1
                 continue
             key = f"CelebA-HQ-img/{f}"
-            split = self._split_of_celeba(celeba_file)
+            split = self.split_of(celeba_file)
             self._split[key] = split
             if self.options.split in ("all", split):
                 out.append((key, identity))

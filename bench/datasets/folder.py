@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bench.datasets.protocols import ProtocolDataset, list_files
+from bench.datasets.protocols import ProtocolDataset, list_files, read_lines
 from bench.errors import DataError
 
 __all__ = ["Folder", "read_labels"]
@@ -32,10 +32,7 @@ log = logging.getLogger(__name__)
 
 def read_labels(path: Path) -> dict[str, str]:
     """``<relative path> <identity> [...]`` lines -> {path: identity} (``#`` lines and blank lines skipped)."""
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    lines = read_lines(path)
     out: dict[str, str] = {}
     for n, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from bench.datasets.download import Archive, Mirror, datasets_dir, fetch_archive, fetch_file, mirrors_text
-from bench.datasets.protocols import ALL, MULTI, Protocol, ProtocolDataset, find_file, list_files
+from bench.datasets.protocols import ALL, MULTI, Protocol, ProtocolDataset, find_file, list_files, read_lines
 from bench.errors import DataError
 
 __all__ = ["ARCHIVES", "LFW", "PAPER_SIZE", "PEOPLE_FILES", "read_people"]
@@ -65,10 +65,7 @@ _NAME_RE = re.compile(r"^(?P<name>.+)_\d{4}$")
 
 def read_people(path: Path) -> set[str]:
     """``peopleDevTrain.txt``-style file (a count line, then ``<Name>\\t<count>``) -> the set of names."""
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    lines = read_lines(path)
     names = {ln.split()[0] for ln in lines[1:] if ln.split()}
     if not names:
         raise DataError(f"{path} lists no person")

@@ -208,6 +208,14 @@ def list_files(folder: Path, recursive: bool = False) -> tuple[list[str], int]:
     return names, skipped
 
 
+def read_lines(path: Path) -> list[str]:
+    """The lines of an annotation file (undecodable bytes replaced); DataError naming the file when unreadable."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def find_file(names: Sequence[str], folders: Sequence[Path]) -> Path | None:
     """The first existing ``folder/name`` (folders in order, then names)."""
     for folder in folders:
