@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.methods.ours.ipd import minmax_position
 from bench.methods.ours.shapes import JAW, apply_similarity, normalize_shapes, pose_features, similarity_fit
 
 __all__ = [
@@ -51,11 +52,8 @@ _LOWER_INNER = np.array([60, 67, 66, 65, 64])  # inner lower-lip curve, corner t
 
 def geometry_utility(distances: np.ndarray) -> np.ndarray:
     """Eq. 8 over the candidate set: 0 for the nearest structure, 1 for the farthest, linear in between."""
-    d = np.asarray(distances, np.float64)
-    lo, hi = float(d.min()), float(d.max())
-    if hi - lo <= 1e-12 * max(1.0, abs(hi)):
-        return np.ones_like(d)
-    return np.clip((d - lo) / (hi - lo), 0.0, 1.0)
+    pos = minmax_position(distances)
+    return np.ones(np.shape(distances)) if pos is None else pos
 
 
 @dataclass

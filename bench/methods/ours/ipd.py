@@ -77,6 +77,18 @@ def farthest(distances: np.ndarray, eligible: np.ndarray, k: int) -> np.ndarray:
     return ranked[::-1][: max(1, int(k))]
 
 
+def minmax_position(distances: np.ndarray) -> np.ndarray | None:
+    """(d - min d) / (max d - min d) over a candidate set, in [0, 1]; None when all distances are equal.
+
+    The common part of the utilities u_a (Eq. 7, one minus this) and u_g (Eq. 8, this).
+    """
+    d = np.asarray(distances, np.float64)
+    lo, hi = float(d.min()), float(d.max())
+    if hi - lo <= 1e-12 * max(1.0, abs(hi)):
+        return None
+    return np.clip((d - lo) / (hi - lo), 0.0, 1.0)
+
+
 def exponential_mechanism(utilities: np.ndarray, epsilon: float, sensitivity: float = 1.0) -> np.ndarray:
     """Eq. 6: probabilities proportional to exp(eps * u / (2 du)), computed stably (max-shifted)."""
     u = np.asarray(utilities, np.float64)

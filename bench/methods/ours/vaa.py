@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.methods.ours.ipd import minmax_position
+
 __all__ = ["appearance_utility", "get_recognizer", "l2_distances", "resolve_feature_model", "weights_present"]
 
 log = logging.getLogger(__name__)
@@ -30,11 +32,8 @@ _FALLBACK: dict[tuple[str, str], Any] = {}
 
 def appearance_utility(distances: np.ndarray) -> np.ndarray:
     """Eq. 7 over the candidate set: 1 for the nearest, 0 for the farthest, linear in between."""
-    d = np.asarray(distances, np.float64)
-    lo, hi = float(d.min()), float(d.max())
-    if hi - lo <= 1e-12 * max(1.0, abs(hi)):
-        return np.ones_like(d)
-    return np.clip((hi - d) / (hi - lo), 0.0, 1.0)
+    pos = minmax_position(distances)
+    return np.ones(np.shape(distances)) if pos is None else 1.0 - pos
 
 
 def l2_distances(query: np.ndarray, pool: np.ndarray) -> np.ndarray:
