@@ -392,6 +392,7 @@ def _run_locked(config, device, method, metrics, skipped, dataset, refs, shas, i
     mctx = dataclasses.replace(ctx, keys=[refs[i].key for i in ok_positions], identities=ctx.identities[ok_positions])
     mctx.notes = ctx.notes
     variant = str(getattr(method.options, "label", "") or method.name)  # `folder` runs carry their method's name
+    white_box = frozenset(method.white_box_models())
     for name, metric in metrics.items():
         parts = per_metric.get(name, {})
         obs_full: dict[str, np.ndarray] = {}
@@ -407,7 +408,8 @@ def _run_locked(config, device, method, metrics, skipped, dataset, refs, shas, i
         if not obs_full or len(ok_positions) == 0:
             continue
         for rec in metric.compute(obs_full, mctx):
-            records.append(dataclasses.replace(rec, dataset=payload["dataset"], method=method.name, variant=variant))
+            records.append(dataclasses.replace(rec, dataset=payload["dataset"], method=method.name, variant=variant,
+                                               white_box=bool(rec.model) and rec.model.split("@", 1)[0] in white_box))
     df = store.write_records(records)
     store.write_per_image(per_image)
 
@@ -425,6 +427,7 @@ def _run_locked(config, device, method, metrics, skipped, dataset, refs, shas, i
         "seconds_metrics": round(t_metrics, 2),
         **mctx.notes,
     }
+    manifest["white_box_models"] = sorted(white_box)
     manifest["preprocessing"] = pipeline.describe()
     manifest.update({"status": "complete", "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "summary": summary})
     if hasattr(method, "describe"):

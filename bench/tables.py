@@ -142,6 +142,16 @@ def auto_layout(df: pd.DataFrame) -> list[Column]:
 LAYOUTS: dict[str, Callable[[pd.DataFrame], list[Column]]] = {"auto": auto_layout}
 
 
+#: appended to a value whose recogniser the method itself used (a white-box number; records.csv column white_box)
+WHITE_BOX_MARK = "†"
+WHITE_BOX_NOTE = ("† white-box: the method itself uses this recogniser (Psi, delegate features or an objective); "
+                  "the other recognisers' numbers are black-box.")
+
+
+def _is_true(value: object) -> bool:
+    return str(value).strip().lower() in ("true", "1", "1.0")
+
+
 def _row_label(sub: pd.DataFrame) -> str:
     return str(sub["variant"].iloc[0] or sub["method"].iloc[0])
 
@@ -176,6 +186,8 @@ def build_table(df: pd.DataFrame, layout: str = "auto", ci: bool = False) -> tup
                 r = sel.iloc[0]
                 d = c.decimals if c.decimals is not None else _decimals(metric)
                 text = _fmt(float(r["value"]), d)
+                if _is_true(r.get("white_box")):
+                    text += WHITE_BOX_MARK
                 if ci and not pd.isna(r.get("ci_low")):
                     text += f" [{_fmt(float(r['ci_low']), d)}, {_fmt(float(r['ci_high']), d)}]"
                 cells.append(text)
@@ -196,20 +208,23 @@ def _arrow(dirs: tuple[bool, ...]) -> str:
 def render(df: pd.DataFrame, layout: str = "auto", fmt: str = "md", ci: bool = False) -> str:
     """The table of ``df`` (concatenated records) as Markdown, CSV or LaTeX."""
     table, columns, info = build_table(df, layout, ci)
+    marked = table.map(lambda v: WHITE_BOX_MARK in str(v)).to_numpy().any()
+    note = f"\n{WHITE_BOX_NOTE}\n" if marked else ""
     headers = [f"{c.group + ' ' if c.group else ''}{c.label} {_arrow(info['better'][c.label])}" for c in columns]
     if fmt == "csv":
         out = table.copy()
         out.columns = headers
-        return out.reset_index().to_csv(index=False)
+        return out.reset_index().to_csv(index=False) + (f"# {WHITE_BOX_NOTE}\n" if marked else "")
     if fmt in ("md", "markdown"):
         out = table.copy()
         out.columns = headers
         out = out.reset_index()
         if out["dataset"].nunique() == 1:
             out = out.drop(columns="dataset")
-        return out.to_markdown(index=False, disable_numparse=True)  # keep the formatted decimals (0.100)
+        return out.to_markdown(index=False, disable_numparse=True) + note  # keep the formatted decimals (0.100)
     if fmt in ("latex", "tex"):
-        return _latex(table, columns, info)
+        text = _latex(table, columns, info)
+        return text + (f"% {WHITE_BOX_NOTE}\n" if marked else "")
     raise ConfigError(f"unknown table format {fmt!r} (csv, md, latex)")
 
 
@@ -286,4 +301,4 @@ def _latex(table: pd.DataFrame, columns: list[Column], info: dict) -> str:
                     cells.append(rf"\textbf{{{text}}}" if not math.isnan(v) and len(block) > 1 and math.isclose(v, b) else text)
             lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines).replace(WHITE_BOX_MARK, r"$^\dagger$") + "\n"

@@ -155,6 +155,7 @@ RECORD_COLUMNS = [
     "ci_high",
     "n",
     "higher_is_better",
+    "white_box",
 ]
 
 
@@ -173,6 +174,9 @@ class Record:
     dataset: str = ""
     method: str = ""
     variant: str = ""
+    #: True when the method itself used this record's recogniser (Psi, delegate features, an objective): the number
+    #: is then a white-box one; headline privacy numbers are the black-box records (PROTOCOL.md "White-box")
+    white_box: bool = False
 
     def as_row(self) -> dict[str, Any]:
         return {c: getattr(self, c) for c in RECORD_COLUMNS}

@@ -15,13 +15,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 @pytest.mark.weights
 @pytest.mark.realdata
 def test_bench_run_ours_with_a_smoke_gan_checkpoint(celeba_root, tmp_path):
+    from test_gan import tiny_config, tiny_model
+
     import bench.methods.ours.gan.losses as L
     from bench.cli import cli
     from bench.face.align import template
     from bench.methods.ours.gan.data import prepare_faces
     from bench.methods.ours.gan.train import run_training
     from bench.models.sface import SFace
-    from test_gan import tiny_config, tiny_model
 
     psi = L.IdentityNet(SFace().torch_module(), 64, template("arcface112"), 112, name="sface")
     data = prepare_faces("celeba", celeba_root, 64, limit=12, workers=1)

@@ -86,6 +86,12 @@ class Dataset:
             return f"unreadable:{exc.__class__.__name__}"
         return h.hexdigest()
 
+    def pool_refs(self, evaluated: list[ImageRef]) -> list[ImageRef] | None:
+        """The default delegate pool of a run that evaluates ``evaluated``: images of identities that are NOT among
+        the evaluated ones (PROTOCOL.md "Delegate pool"), in a deterministic order; None when the dataset has no
+        identity-disjoint images to offer (the run then needs ``--pool-root``)."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,

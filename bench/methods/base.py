@@ -58,6 +58,12 @@ class Method:
     def anonymize(self, batch: FaceBatch) -> np.ndarray | MethodResult:
         raise NotImplementedError
 
+    def white_box_models(self) -> frozenset[str]:
+        """Registry names of the recognisers this method itself uses (as Psi, for delegate features, in an
+        objective). Identity records under these recognisers are marked ``white_box`` in records.csv and with a
+        dagger in tables: they do not measure privacy against an unseen recogniser. Default: none."""
+        return frozenset()
+
     def describe(self) -> dict[str, Any]:
         """What the run manifest records about this method (options plus anything resolved at setup)."""
         return {"class": f"{type(self).__module__}.{type(self).__qualname__}", "options": options_dict(self.options)}
