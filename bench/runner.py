@@ -198,12 +198,14 @@ def _build_pool(config: RunConfig, dataset: Any, refs: list[ImageRef], pipeline:
     )
 
 
-def _save_images(store: RunStore, keys: list[str], images: np.ndarray, extras: dict[str, np.ndarray],
-                 rows: list[int]) -> None:
+def _save_images(store: RunStore, keys: list[str], originals: np.ndarray, images: np.ndarray,
+                 extras: dict[str, np.ndarray], rows: list[int]) -> None:
+    """``images/original``, ``images/anonymized`` and one folder per method extra, ``<key>.png`` each (crops)."""
     from bench.imageio import write_image
 
     for j, key in enumerate(keys):
         stem = Path(key).with_suffix(".png")
+        write_image(store.image_dir / "original" / stem, originals[rows[j]])
         write_image(store.image_dir / "anonymized" / stem, images[rows[j]])
         for name, arr in extras.items():
             write_image(store.image_dir / name / stem, arr[rows[j]])
@@ -361,7 +363,7 @@ def _run_locked(config, device, method, metrics, skipped, dataset, refs, shas, i
                         obs[name] = {k: np.asarray(v) for k, v in metric.update(pair).items()}
                     t_metrics += time.time() - t0
                     if config.save_images:
-                        _save_images(store, [batch.keys[j] for j in keep], images, extras, keep)
+                        _save_images(store, [batch.keys[j] for j in keep], batch.images, images, extras, keep)
             status = np.array([STATUS_OK if not r else STATUS_FAILED for r in reasons], np.uint8)
             store.write_shard(Shard(np.asarray(idx, np.int64), status, reasons, obs))
             bar.update(len(idx))

@@ -219,6 +219,9 @@ def test_save_images(tmp_path):
     from bench.imageio import read_image
 
     assert read_image(pngs[0]).shape == (256, 256, 3)
+    originals = sorted((r.run_dir / "images" / "original").rglob("*.png"))
+    assert [p.name for p in originals] == [p.name for p in pngs]
+    assert not (read_image(originals[0]) == read_image(pngs[0])).all()  # the crop before pixelation
 
 
 def test_rows_of_the_same_method_with_other_options_stay_apart(tmp_path):
