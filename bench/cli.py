@@ -84,9 +84,12 @@ def cli(verbose: int) -> None:
     """
     level = logging.WARNING - 10 * min(verbose, 2)
     try:
+        from rich.console import Console
         from rich.logging import RichHandler
 
-        handler: logging.Handler = RichHandler(show_path=False, show_time=False, markup=False)
+        # warnings go to stderr, so that stdout carries only results (tables, paths)
+        handler: logging.Handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False,
+                                               markup=False)
     except ImportError:  # pragma: no cover
         handler = logging.StreamHandler()
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
@@ -125,81 +128,29 @@ def ls_cmd(kind: str | None) -> None:
 
 
 # -- bench run ----------------------------------------------------------------------------------------------------------
-def _split_csv(value: str | None) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    items = tuple(v.strip() for v in value.split(",") if v.strip())
-    return items
+def _run_options(func: Any) -> Any:
+    """The RunConfig fields as click options (imported lazily: bench.config is light)."""
+    from bench.config import click_options
 
-
-def _metric_args(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
-    from bench.errors import ConfigError
-    from bench.options import parse_key_values
-
-    out: dict[str, dict[str, str]] = {}
-    for key, value in parse_key_values(pairs, "--metric-arg").items():
-        metric, dot, opt = key.partition(".")
-        if not dot or not opt:
-            raise ConfigError(f"--metric-arg {key}={value}: use METRIC.OPTION=VALUE (e.g. lpips.net=vgg)")
-        out.setdefault(metric, {})[opt] = value
-    return out
+    return click_options(func)
 
 
 @cli.command("run")
-@click.option("-m", "--method", required=True, help="Method or named variant (see `bench ls methods`).")
-@click.option("-d", "--dataset", required=True, help="Dataset (see `bench ls datasets`).")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder of the dataset.")
-@click.option("--dataset-arg", "dataset_args", multiple=True, metavar="KEY=VALUE",
-              help="Dataset option, e.g. protocol=all (repeatable).")
-@click.option("--limit", type=int, default=None, help="Evaluate the first N images of the protocol order.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsets, stochastic methods, bootstrap.")
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--out", type=click.Path(file_okay=False), default="results/runs", show_default=True,
-              help="Root folder of run folders.")
-@click.option("--method-arg", "method_args", multiple=True, metavar="KEY=VALUE",
-              help="Override a method option (repeatable); unknown keys are an error.")
-@click.option("--metrics", default=None, help="Comma-separated metrics (default: every available default metric).")
-@click.option("--metric-arg", "metric_args", multiple=True, metavar="METRIC.KEY=VALUE",
-              help="Metric option, e.g. lpips.net=vgg (repeatable).")
-@click.option("--recognizers", default=None, help="Comma-separated recognisers for ReID/IDS (default: available ones).")
-@click.option("--save-images", is_flag=True, help="Write the anonymised crops (and method extras) to the run folder.")
-@click.option("--force", is_flag=True, help="Recompute the run from scratch.")
-@click.option("--detector", default="yunet", show_default=True, help="Face detector of the preprocessing stage.")
-@click.option("--landmarks68", default="dlib68", show_default=True, help="68-point landmark model, or 'none'.")
-@click.option("--crop-size", type=click.IntRange(min=32), default=256, show_default=True,
-              help="Side of the aligned face crops methods and metrics work on.")
-@click.option("--pool-root", type=click.Path(file_okay=False), default=None,
-              help="Dataset root of the delegate pool (people never in the evaluated set).")
-@click.option("--pool-dataset", default=None, help="Dataset type of the pool (default: --dataset).")
-@click.option("--pool-split", default=None, help="Split of the pool dataset.")
-@click.option("--pool-limit", type=int, default=2000, show_default=True, help="At most this many pool faces.")
-@click.option("--workers", type=int, default=2, show_default=True, help="Threads for image loading/alignment.")
-@click.option("--bootstrap", "n_bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="Bootstrap resamples for the 95% intervals (0: no intervals).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="A YAML file of run settings (the option names below, e.g. `method: blur`); options given on the "
+                   "command line override it.")
+@_run_options
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "latex"]), default="md", show_default=True,
               help="Format of the table printed at the end.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run_cmd(method: str, dataset: str, data_root: str | None, dataset_args: tuple[str, ...], limit: int | None,
-            seed: int, device: str, batch_size: int, out: str, method_args: tuple[str, ...], metrics: str | None,
-            metric_args: tuple[str, ...], recognizers: str | None, save_images: bool, force: bool, detector: str,
-            landmarks68: str, crop_size: int, pool_root: str | None, pool_dataset: str | None, pool_split: str | None,
-            pool_limit: int, workers: int, n_bootstrap: int, fmt: str, quiet: bool) -> None:
+@click.pass_context
+def run_cmd(ctx: click.Context, config_file: str | None, fmt: str, quiet: bool, **params: Any) -> None:
     """Anonymise a dataset with a method and evaluate it; resumes an interrupted run."""
-    from bench.config import RunConfig
-    from bench.options import parse_key_values
+    from bench.config import config_from_cli
     from bench.runner import evaluate
     from bench.tables import collect_runs, render
 
-    config = RunConfig(
-        method=method, dataset=dataset, data_root=data_root,
-        dataset_args=parse_key_values(dataset_args, "--dataset-arg"), limit=limit, seed=seed, device=device,
-        batch_size=batch_size, out=out, method_args=parse_key_values(method_args), metric_args=_metric_args(metric_args),
-        save_images=save_images, metrics=_split_csv(metrics), recognizers=_split_csv(recognizers), force=force,
-        detector=detector, landmarks68=None if landmarks68.lower() == "none" else landmarks68, crop_size=crop_size,
-        pool_root=pool_root, pool_dataset=pool_dataset, pool_split=pool_split, pool_limit=pool_limit, workers=workers,
-        n_bootstrap=n_bootstrap,
-    )
+    config = config_from_cli(ctx, params, config_file)
     result = evaluate(config, progress=not quiet)
     s = result.summary
     click.echo(f"\nrun folder: {result.run_dir}")
@@ -210,11 +161,19 @@ def run_cmd(method: str, dataset: str, data_root: str | None, dataset_args: tupl
     pc = s["preprocess_cache"]
     click.echo(f"computed now: {s['computed_now']}  resumed: {s['resumed_from']}  "
                f"preprocessing cache hits: {pc['hits']}/{pc['hits'] + pc['misses']}  time: {s['seconds']} s")
+    if s.get("recomputed_changed_inputs"):
+        click.echo(f"recomputed because their method inputs changed: {s['recomputed_changed_inputs']}")
+    if s.get("images_saved_now"):
+        click.echo(f"images saved now: {s['images_saved_now']} (under {result.run_dir / 'images'})")
     for k, v in s.items():
         if k.startswith(("cache:", "note:")):
             click.echo(f"{k.split(':', 1)[1]}: {v}")
     for sk in result.manifest.get("metrics_skipped", []):
         click.echo(f"skipped metric {sk['metric']}: {sk['reason']}", err=True)
+    if s["ok"] == 0:
+        click.echo(f"error: no image was evaluated ({s['failed']} of {s['images']} failed; reasons in "
+                   f"{result.run_dir / 'per_image.csv'})", err=True)
+        ctx.exit(1)
     if not result.records.empty:
         _load_layouts()
         records = collect_runs([result.run_dir])

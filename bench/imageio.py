@@ -18,7 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bench.errors import UnreadableImageError
 
-__all__ = ["atomic_write_bytes", "read_image", "to_rgb8", "write_image"]
+__all__ = ["atomic_write_bytes", "file_sha256", "read_image", "to_rgb8", "write_image"]
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +122,14 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     fmt = "JPEG" if p.suffix.lower() in (".jpg", ".jpeg") else "PNG"
     Image.fromarray(np.ascontiguousarray(image)).save(buf, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
     atomic_write_bytes(p, buf.getvalue())
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 hex digest of a file's bytes (streamed)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

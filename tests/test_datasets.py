@@ -450,7 +450,8 @@ def test_run_on_folder_with_odd_files_completes_with_reasons(celeba_root, tmp_pa
 def test_folder_layouts_and_pool_split(celeba_root, tmp_path):
     from bench.config import RunConfig
     from bench.face.pipeline import FacePipeline
-    from bench.runner import _build_pool
+    from bench.runner import build_pool
+    from bench.runner.plan import plan_pool
 
     groups = group_pairs(_celeba_pairs(celeba_root))
     ids = sorted(groups)
@@ -472,7 +473,7 @@ def test_folder_layouts_and_pool_split(celeba_root, tmp_path):
                     dataset_args={"split": "eval"}, pool_split="pool", pool_limit=7)
     pipe = FacePipeline()
     shas = {r.key: ev.sha256(r) for r in ev.refs()}
-    pool = _build_pool(cfg, ev, ev.refs(), pipe, shas, workers=1)
+    pool = build_pool(plan_pool(cfg, ev, ev.refs(), shas), pipe, workers=1)
     assert 0 < len(pool) <= 7 and not set(pool.identities) & {r.identity for r in ev.refs()}
     assert pool.images.shape[1:] == (256, 256, 3) and pool.landmarks68 is not None
     assert "split=pool" in pool.source

@@ -33,7 +33,15 @@ def _pool_from(batch) -> FacePool:
                     landmarks68=None if batch.landmarks68 is None else batch.landmarks68.copy(), source="test")
 
 
-@pytest.mark.parametrize("name", METHODS.names())
+def _one_name_per_class() -> list[str]:
+    """The first registry name of every distinct method class (variants share their class's code paths)."""
+    seen: dict[str, str] = {}
+    for name in METHODS.names():
+        seen.setdefault(str(METHODS.entry(name).target), name)
+    return sorted(seen.values())
+
+
+@pytest.mark.parametrize("name", _one_name_per_class())
 def test_method_contract(name, face_batch, tmp_path):
     batch = face_batch.subset([0, 1, 2])
     method = METHODS.build(name, device="cpu", **_options_for(name, tmp_path, batch))
@@ -51,6 +59,30 @@ def test_method_contract(name, face_batch, tmp_path):
     np.testing.assert_array_equal(single[0], a[1])
     desc = method.describe()
     assert "options" in desc
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_variant_builds_with_its_defaults(name, face_batch, tmp_path):
+    """Every registered name (variants included) builds, validates its options, and carries its registry defaults."""
+    entry = METHODS.entry(name)
+    method = METHODS.build(name, device="cpu", **_options_for(name, tmp_path, face_batch.subset([0])))
+    assert method.name == entry.name and method.display_name()
+    flat = _flatten(method.describe()["options"])
+    for key, value in entry.defaults.items():
+        got = flat.get(key)
+        assert got == (list(value) if isinstance(value, tuple) else value), (name, key, got, value)
+    assert frozenset(method.needs) <= {"landmarks68", "mask", "transform", "pool"}
+
+
+def _flatten(options: dict) -> dict:
+    """Nested option groups -> {leaf name: value} (variants set leaves by their unambiguous names)."""
+    out = {}
+    for k, v in options.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v))
+        else:
+            out[k] = v
+    return out
 
 
 def test_identity_is_exact(face_batch):

@@ -24,7 +24,7 @@ from bench.types import PairBatch
 class ToyRecognizer(Recognizer):
     """Embedding = the 4x4 colour thumbnail of the aligned face, mean-removed (48-d)."""
 
-    name = "_toy-rec"
+    name = "toy-rec"
     dim = 48
     metric = "cosine"
     thresholds = (0.9,)
@@ -40,7 +40,7 @@ class ToyRecognizer(Recognizer):
 class ToyAttributes(AttributeModel):
     """gender = red channel mean > green mean; age = mean brightness / 3 in years (81 classes)."""
 
-    name = "_toy-attr"
+    name = "toy-attr"
     attributes = ("gender", "age")
     classes: ClassVar[dict[str, list[str]]] = {"gender": ["female", "male"], "age": [str(a) for a in range(81)]}
 
@@ -51,7 +51,7 @@ class ToyAttributes(AttributeModel):
         return {"gender": np.eye(2, dtype=np.float32)[g], "age": np.eye(81, dtype=np.float32)[age]}
 
 
-for _name, _cls in (("_toy-rec", ToyRecognizer), ("_toy-attr", ToyAttributes)):
+for _name, _cls in (("toy-rec", ToyRecognizer), ("toy-attr", ToyAttributes)):
     if _name not in MODELS:
         MODELS.register(_name, _cls, doc="test-only stand-in")
 
@@ -80,34 +80,34 @@ def _rec(records, metric, model=None):
 
 def test_reid_metric_identity_and_cache(face_batch, tmp_path):
     pairs = _pairs(face_batch)
-    metric = METRICS.build("reid", recognizers="_toy-rec")
+    metric = METRICS.build("reid", recognizers="toy-rec")
     ctx = _ctx(pairs.original, tmp_path)
     metric.setup(ctx)
     ToyRecognizer.calls = 0
     obs = metric.update(pairs)
     assert ToyRecognizer.calls == len(pairs)  # z == x: the originals' embeddings serve both
-    assert obs["x._toy-rec"].shape == (len(pairs), 48) and np.array_equal(obs["x._toy-rec"], obs["z._toy-rec"])
-    assert "reused 0/8" in ctx.notes["cache:_toy-rec originals"]
+    assert obs["x.toy-rec"].shape == (len(pairs), 48) and np.array_equal(obs["x.toy-rec"], obs["z.toy-rec"])
+    assert "reused 0/8" in ctx.notes["cache:toy-rec originals"]
     recs = metric.compute(obs, ctx)
-    assert _rec(recs, "reid", "_toy-rec").value == 100.0
-    assert _rec(recs, "ids", "_toy-rec").value == _rec(recs, "far_originals", "_toy-rec").value
-    assert {r.model for r in recs if r.metric == "threshold_far"} == {"_toy-rec@far1e-2", "_toy-rec@far1e-3"}
+    assert _rec(recs, "reid", "toy-rec").value == 100.0
+    assert _rec(recs, "ids", "toy-rec").value == _rec(recs, "far_originals", "toy-rec").value
+    assert {r.model for r in recs if r.metric == "threshold_far"} == {"toy-rec@far1e-2", "toy-rec@far1e-3"}
     # a second metric instance (the next method's run) reuses the cached originals and embeds only z
     blurred = _blur(pairs.original.images)
-    again = METRICS.build("reid", recognizers="_toy-rec")
+    again = METRICS.build("reid", recognizers="toy-rec")
     ctx2 = _ctx(pairs.original, tmp_path)
     again.setup(ctx2)
     ToyRecognizer.calls = 0
     obs2 = again.update(PairBatch(pairs.original, blurred))
     assert ToyRecognizer.calls == len(pairs)  # only the anonymised crops
-    assert "reused 8/8" in ctx2.notes["cache:_toy-rec originals"]
-    assert np.array_equal(obs2["x._toy-rec"], obs["x._toy-rec"])
-    assert not np.array_equal(obs2["z._toy-rec"], obs["z._toy-rec"])
+    assert "reused 8/8" in ctx2.notes["cache:toy-rec originals"]
+    assert np.array_equal(obs2["x.toy-rec"], obs["x.toy-rec"])
+    assert not np.array_equal(obs2["z.toy-rec"], obs["z.toy-rec"])
 
 
 def test_reid_options(face_batch, tmp_path):
-    m = METRICS.build("ids", recognizers="_toy-rec", thresholds="_toy-rec:0.5/0.95", far="", gallery="false")
-    assert m.thresholds["_toy-rec"] == (0.5, 0.95)
+    m = METRICS.build("ids", recognizers="toy-rec", thresholds="toy-rec:0.5/0.95", far="", gallery="false")
+    assert m.thresholds["toy-rec"] == (0.5, 0.95)
     pairs = _pairs(face_batch)
     ctx = _ctx(pairs.original, tmp_path)
     m.setup(ctx)
@@ -115,9 +115,9 @@ def test_reid_options(face_batch, tmp_path):
     assert sorted({r.threshold for r in recs}) == [0.5, 0.95]
     assert not [r for r in recs if r.metric in ("reid_gallery", "threshold_far")]
     with pytest.raises(ConfigError, match="thresholds given for"):
-        METRICS.build("reid", recognizers="_toy-rec", thresholds="nope:0.3")
+        METRICS.build("reid", recognizers="toy-rec", thresholds="nope:0.3")
     with pytest.raises(ConfigError, match="far"):
-        METRICS.build("reid", recognizers="_toy-rec", far="2")
+        METRICS.build("reid", recognizers="toy-rec", far="2")
     if _arcface_missing():  # an explicitly requested recogniser without weights makes the metric unavailable
         with pytest.raises(MetricUnavailable, match="recogniser 'arcface'"):
             METRICS.build("reid", recognizers="arcface")
@@ -131,7 +131,7 @@ def _arcface_missing() -> bool:
 
 def test_attributes_metric_agreement_and_age_bins(face_batch, tmp_path):
     pairs = _pairs(face_batch)
-    m = METRICS.build("attributes", models="_toy-attr")
+    m = METRICS.build("attributes", models="toy-attr")
     assert m.attributes == ["gender", "age"] and m.missing == ["expression", "ethnicity", "makeup"]
     ctx = _ctx(pairs.original, tmp_path)
     m.setup(ctx)
@@ -182,24 +182,25 @@ def test_quality_and_detection_metrics(face_batch, tmp_path):
 def test_runner_suite_selection(tmp_path):
     # `--metrics reid,ids` is one metric (one embedding pass); metric args reach it under its registry name
     cfg = RunConfig(method="identity", dataset="demo", metrics=("reid", "ids", "ssim"),
-                    metric_args={"reid": {"recognizers": "_toy-rec"}}, out=str(tmp_path))
-    metrics, skipped = build_suite(cfg, "cpu")
+                    metric_args={"reid": {"recognizers": "toy-rec"}}, out=str(tmp_path))
+    metrics, skipped, problems = build_suite(cfg, "cpu")
+    assert not problems
     assert sorted(metrics) == ["reid", "ssim"] and not skipped
-    assert list(metrics["reid"].models) == ["_toy-rec"]
+    assert list(metrics["reid"].models) == ["toy-rec"]
 
 
 def test_evaluate_second_method_reuses_original_embeddings(tmp_path):
     clear_models()
     common = {"dataset": "demo", "metrics": ("reid", "attributes", "ssim"), "out": str(tmp_path / "runs"),
-                  "metric_args": {"reid": {"recognizers": "_toy-rec"}, "attributes": {"models": "_toy-attr"}}}
+                  "metric_args": {"reid": {"recognizers": "toy-rec"}, "attributes": {"models": "toy-attr"}}}
     first = evaluate(RunConfig(method="identity", **common), progress=False)
-    assert "reused 0/" in first.summary["cache:_toy-rec originals"]
+    assert "reused 0/" in first.summary["cache:toy-rec originals"]
     df = first.records
-    assert df.loc[(df.metric == "reid") & (df.model == "_toy-rec"), "value"].iloc[0] == 100.0
+    assert df.loc[(df.metric == "reid") & (df.model == "toy-rec"), "value"].iloc[0] == 100.0
     second = evaluate(RunConfig(method="blur-s16", **common), progress=False)
     n = second.summary["ok"]
-    assert f"reused {n}/{n}" in second.summary["cache:_toy-rec originals"]
-    assert f"reused {n}/{n}" in second.summary["cache:_toy-attr originals"]
+    assert f"reused {n}/{n}" in second.summary["cache:toy-rec originals"]
+    assert f"reused {n}/{n}" in second.summary["cache:toy-attr originals"]
 
 
 def test_model_names_are_checked():
@@ -210,4 +211,4 @@ def test_model_names_are_checked():
     with pytest.raises(ConfigError, match="not a face recogniser"):
         METRICS.build("reid", recognizers="yunet")
     with pytest.raises(ConfigError, match="not an attribute model"):
-        METRICS.build("attributes", models="_toy-rec")
+        METRICS.build("attributes", models="toy-rec")

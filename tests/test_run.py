@@ -74,7 +74,7 @@ def test_identity_and_blur_on_demo(tmp_path):
     row = df[df.metric == "ssim"].iloc[0]
     assert row.ci_low <= row.value <= row.ci_high
     assert set(df.columns) == {"dataset", "method", "variant", "metric", "model", "threshold", "value", "ci_low",
-                               "ci_high", "n", "higher_is_better"}
+                               "ci_high", "n", "higher_is_better", "white_box"}
 
     manifest = __import__("json").loads((_only_run(tmp_path / "b") / "manifest.json").read_text())
     assert len(manifest["images"]) == 8 and all(len(i["sha256"]) == 64 for i in manifest["images"])

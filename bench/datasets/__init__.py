@@ -2,7 +2,7 @@
 
 from bench.registry import Registry
 
-DATASETS: Registry = Registry("dataset")
+DATASETS: Registry = Registry("dataset", group="bench.datasets")
 _reg = DATASETS.register
 
 _reg("demo", "bench.datasets.demo:Demo", doc="8 real faces shipped inside installed packages; no download, no root.")

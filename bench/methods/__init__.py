@@ -5,7 +5,7 @@ Named variants are the same target with other option defaults (``blur-s8`` is ``
 
 from bench.registry import Registry
 
-METHODS: Registry = Registry("method")
+METHODS: Registry = Registry("method", group="bench.methods")
 _reg = METHODS.register
 
 # -- reference and classic baselines (bench/methods/baselines.py) -----------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -11,10 +10,7 @@ import numpy as np
 from bench.options import build_options, options_dict
 from bench.types import FaceBatch
 
-__all__ = ["NEEDS", "Method", "MethodResult"]
-
-#: What a method may declare in ``Method.needs``; the runner fills the matching FaceBatch fields.
-NEEDS = frozenset({"landmarks68", "mask", "transform", "pool"})
+__all__ = ["Method", "MethodResult"]
 
 
 @dataclass
@@ -36,8 +32,10 @@ class MethodResult:
 class Method:
     """Base class of anonymisation methods.
 
-    Subclasses set ``Options`` (a dataclass of their settings), optionally ``needs`` (subset of :data:`NEEDS`),
-    and implement :meth:`anonymize`. Named variants are registry entries with different option defaults.
+    Subclasses set ``Options`` (a dataclass of their settings), optionally ``needs`` (what the runner must put in
+    the FaceBatch: any of ``landmarks68``, ``mask``, ``transform``, ``pool``), and implement :meth:`anonymize`.
+    Named variants are registry entries with different option defaults. A stochastic method draws from
+    ``batch.rng(i)`` / ``batch.torch_generator(i)`` (one seeded generator per image), never from global state.
     """
 
     @dataclass(frozen=True)
@@ -45,11 +43,12 @@ class Method:
         pass
 
     needs: ClassVar[frozenset[str]] = frozenset()
-    stochastic: ClassVar[bool] = False
+    #: options left out of a table row's name (paths, the display label itself)
+    unshown_options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, device: str = "cpu", **options: Any) -> None:
         self.device = device
-        self.name = type(self).__name__.lower()
+        self.name = getattr(self, "name", None) or type(self).__name__.lower()  # the registry stamps its entry name
         self.options = build_options(self.Options, options, owner=f"method {self.name}")
 
     def setup(self, context: dict[str, Any]) -> None:
@@ -64,10 +63,23 @@ class Method:
         dagger in tables: they do not measure privacy against an unseen recogniser. Default: none."""
         return frozenset()
 
+    def display_name(self) -> str:
+        """The method's name in records (the ``variant`` column) and tables: its registry name by default."""
+        return self.name
+
+    def row_label(self, given: dict[str, Any]) -> str:
+        """A table row's name: the display name plus the options given on the command line, e.g. ``blur [sigma=12]``
+        (options in :attr:`unshown_options` are left out)."""
+        shown = {k: v for k, v in given.items() if k not in self.unshown_options}
+        if not shown:
+            return self.display_name()
+        return f"{self.display_name()} [" + ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) + "]"
+
+    def input_fingerprints(self, keys: list[str]) -> dict[str, str] | None:
+        """Per-image hashes of inputs the method reads besides the image (e.g. a `folder` method's output files),
+        or None. A stored result whose fingerprint changed is computed again on the next run."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """What the run manifest records about this method (options plus anything resolved at setup)."""
         return {"class": f"{type(self).__module__}.{type(self).__qualname__}", "options": options_dict(self.options)}
-
-    @classmethod
-    def option_fields(cls) -> list[dataclasses.Field]:
-        return list(dataclasses.fields(cls.Options))

@@ -13,6 +13,7 @@ crop instead of the face region.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,6 +25,15 @@ from bench.methods.base import Method
 from bench.types import FaceBatch
 
 __all__ = ["Blur", "Identity", "Mask", "Noise", "Pixelate"]
+
+
+#: the largest blur sigma accepted, in pixels of the crop (beyond it a blur is a flat fill)
+_MAX_SIGMA_PX = 256
+
+
+def _check_feather(feather: int) -> None:
+    if not 0 <= feather <= 255:
+        raise ConfigError(f"feather must be in 0..255 px, got {feather}")
 
 
 def _region_blend(batch: FaceBatch, edited: np.ndarray, region: str, feather: int) -> np.ndarray:
@@ -66,10 +76,12 @@ class Blur(_RegionMethod):
         feather: int = 7  # px of soft edge at the region border
 
         def validate(self) -> None:
-            if self.sigma <= 0:
-                raise ConfigError(f"blur sigma must be > 0, got {self.sigma}")
-            if self.kernel and (self.kernel < 1 or self.kernel % 2 == 0):
-                raise ConfigError(f"blur kernel must be odd and positive, got {self.kernel}")
+            if not math.isfinite(self.sigma) or not 0 < self.sigma <= _MAX_SIGMA_PX:
+                hint = " (a larger blur averages the face to one colour: use `mask`)" if self.sigma > 0 else ""
+                raise ConfigError(f"blur sigma must be in (0, {_MAX_SIGMA_PX}] px, got {self.sigma}{hint}")
+            if self.kernel and (self.kernel < 1 or self.kernel % 2 == 0 or self.kernel > 6 * _MAX_SIGMA_PX + 1):
+                raise ConfigError(f"blur kernel must be odd, in 1..{6 * _MAX_SIGMA_PX + 1}, got {self.kernel}")
+            _check_feather(self.feather)
 
     def anonymize(self, batch: FaceBatch) -> np.ndarray:
         o = self.options
@@ -90,6 +102,7 @@ class Pixelate(_RegionMethod):
         def validate(self) -> None:
             if self.block < 1:
                 raise ConfigError(f"pixelate block must be >= 1, got {self.block}")
+            _check_feather(self.feather)
 
     def anonymize(self, batch: FaceBatch) -> np.ndarray:
         b = self.options.block
@@ -124,8 +137,6 @@ class Mask(Method):
 class Noise(_RegionMethod):
     """Additive Gaussian noise on the face region, drawn from each image's seeded generator."""
 
-    stochastic = True
-
     @dataclass(frozen=True)
     class Options:
         sigma: float = 50.0  # in 0..255 intensity units
@@ -133,8 +144,9 @@ class Noise(_RegionMethod):
         feather: int = 0
 
         def validate(self) -> None:
-            if self.sigma < 0:
-                raise ConfigError(f"noise sigma must be >= 0, got {self.sigma}")
+            if not math.isfinite(self.sigma) or not 0 <= self.sigma <= 1000:
+                raise ConfigError(f"noise sigma must be in [0, 1000] (0..255 intensity units), got {self.sigma}")
+            _check_feather(self.feather)
 
     def anonymize(self, batch: FaceBatch) -> np.ndarray:
         noisy = np.empty_like(batch.images)

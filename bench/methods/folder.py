@@ -36,6 +36,7 @@ class Folder(Method):
     """Outputs of an external method read from ``root`` (mirroring the dataset's relative paths)."""
 
     needs = frozenset({"transform"})
+    unshown_options = frozenset({"root", "label"})
 
     @dataclass(frozen=True)
     class Options:
@@ -58,6 +59,19 @@ class Folder(Method):
                 if cand.is_file():
                     return cand
         return None
+
+    def display_name(self) -> str:
+        return self.options.label or self.name
+
+    def input_fingerprints(self, keys: list[str]) -> dict[str, str]:
+        """sha256 of each output file (``missing`` when there is none): a changed or added output is re-evaluated."""
+        from bench.imageio import file_sha256
+
+        out = {}
+        for key in keys:
+            path = self.find(key)
+            out[key] = "missing" if path is None else file_sha256(path)
+        return out
 
     def anonymize(self, batch: FaceBatch) -> MethodResult:
         size = batch.size

@@ -6,7 +6,7 @@ Definitions of every number: PROTOCOL.md at the repository root.
 
 from bench.registry import Registry
 
-METRICS: Registry = Registry("metric")
+METRICS: Registry = Registry("metric", group="bench.metrics")
 _reg = METRICS.register
 
 _reg("ssim", "bench.metrics.image_quality:SSIM", doc="Structural similarity (Gaussian 11, sigma 1.5), higher better.",

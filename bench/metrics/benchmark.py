@@ -20,6 +20,8 @@ from typing import Any
 import click
 import numpy as np
 
+from bench.errors import ConfigError
+
 __all__ = ["gallery_timing", "measure", "metrics"]
 
 
@@ -30,7 +32,7 @@ def _prepare(dataset_name: str, data_root: str | None, limit: int, seed: int, de
     from bench.errors import ImageError
     from bench.face.pipeline import FacePipeline
     from bench.methods import METHODS
-    from bench.runner import _make_batch
+    from bench.runner import make_batch as _make_batch
     from bench.types import image_seed
 
     dataset = DATASETS.build(dataset_name, data_root, seed=seed, limit=limit)
@@ -62,7 +64,9 @@ def _timed_run(config: Any, device: str, batch: Any, anonymized: np.ndarray, cac
     from bench.runner import build_suite
     from bench.types import PairBatch
 
-    metrics, skipped = build_suite(config, device)
+    metrics, skipped, problems = build_suite(config, device)
+    if problems:
+        raise ConfigError("; ".join(problems))
     n = len(batch)
     identities = np.array(batch.identities)
     # load and warm every model on two images, in a throw-away cache

@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from bench.metrics.base import MetricUnavailable
 __all__ = [
     "CacheStats",
     "OriginalsCache",
+    "allow_missing",
     "content_keys",
     "load_model",
     "missing_files",
@@ -76,12 +79,14 @@ def load_models(names: list[str], device: str, explicit: bool, kind: type, what:
     models: dict[str, Any] = {}
     unavailable: dict[str, str] = {}
     for name in names:
-        MODELS.entry(name)
+        MODELS.entry(name)  # an unknown name raises here, with suggestions, whatever the policy
+    strict = explicit and not _ALLOW_MISSING.get()
+    for name in names:
         try:
             model = load_model(name, device, explicit)
-        except BenchError as exc:
-            if explicit:
-                raise MetricUnavailable(f"{what} {name!r} is unavailable:\n{exc}") from None
+        except (BenchError, MetricUnavailable) as exc:
+            if isinstance(exc, ConfigError):
+                raise
             unavailable[name] = str(exc)
             log.debug("%s %s unavailable: %s", what, name, exc)
             continue
@@ -89,7 +94,26 @@ def load_models(names: list[str], device: str, explicit: bool, kind: type, what:
             article = "an" if what[0] in "aeiou" else "a"
             raise ConfigError(f"metric {owner}: {name!r} is not {article} {what} (see `bench ls models`)")
         models[getattr(model, "name", name) or name] = model
+    if strict and unavailable:
+        listing = "\n".join(f"{what} {n!r}: {reason}" for n, reason in unavailable.items())
+        raise MetricUnavailable(f"{len(unavailable)} requested {what}(s) unavailable:\n{listing}")
+    if explicit and unavailable:
+        log.warning("%s", skipped_summary(f"requested {what}s", unavailable) + " (--allow-missing)")
     return models, unavailable
+
+
+#: set by the runner while it builds the suite: True (``--allow-missing``) turns unavailable models that were named
+#: explicitly into warnings instead of stopping the run
+_ALLOW_MISSING: contextvars.ContextVar[bool] = contextvars.ContextVar("bench_allow_missing", default=False)
+
+
+@contextlib.contextmanager
+def allow_missing(value: bool) -> Iterator[None]:
+    token = _ALLOW_MISSING.set(bool(value))
+    try:
+        yield
+    finally:
+        _ALLOW_MISSING.reset(token)
 
 
 def missing_files(message: str) -> list[str]:
