@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -46,6 +46,7 @@ from bench.datasets.protocols import (
     image_order,
     interleave,
     list_files,
+    list_subdirs,
 )
 from bench.errors import DataError
 
@@ -57,14 +58,29 @@ PAPER_IDENTITIES, PAPER_PER_IDENTITY = 1000, 5
 _SPLITS = ("test", "train")  # priority order of the paper protocol
 _HOW_TO_GET = ("request VGGFace2 (vggface2_train.tar.gz, vggface2_test.tar.gz) from its authors' page and pass "
                "--data-root FOLDER with train/ and/or test/ inside")
+_CLASS_RE = re.compile(r"^n\d{6}$")  # VGGFace2 class ids: n000002 ... n009294
+_EXPECTED = ("train/ and/or test/ folders of n?????? identity folders (e.g. train/n000002/0001_01.jpg), or the "
+             "n?????? identity folders themselves")
 
 
 def _subdirs(folder: Path) -> list[str]:
+    return list_subdirs(folder)
+
+
+def _check_identity_folders(root: Path, folder: Path, names: list[str]) -> None:
+    """DataError unless ``names`` (the sub-folders of ``folder``) are VGGFace2 class ids, naming what was found."""
+    bad = [n for n in names if not _CLASS_RE.match(n)]
+    if names and not bad:
+        return
     try:
-        with os.scandir(folder) as it:
-            return sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
-    except OSError as exc:
-        raise DataError(f"cannot list {folder}: {exc.strerror or exc}") from None
+        n_files = sum(1 for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    except OSError:
+        n_files = 0
+    found = (f"{len(bad)} folder(s) not named n?????? ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''})"
+             if bad else "no folder")
+    where = "" if folder == root else f" in {folder.relative_to(root).as_posix()}/"
+    raise DataError(f"dataset vggface2: {root} is not a VGGFace2 folder: expected {_EXPECTED}; found{where} {found} "
+                    f"and {n_files} file(s); {_HOW_TO_GET}")
 
 
 class VGGFace2(ProtocolDataset):
@@ -93,18 +109,23 @@ class VGGFace2(ProtocolDataset):
 
     # -- layout ------------------------------------------------------------------------------------------------------
     def find_root(self, root: Path | None) -> Path:
+        """The root must hold ``train/``/``test/`` (or ``data/train``, ``data/test``) folders of ``n??????`` identity
+        folders, or be such a folder of identity folders itself (taken as ``test`` unless it is named ``train``);
+        anything else is a DataError naming what was found: another dataset's root is never read as one person."""
         root = super().find_root(root)
         splits = {s: root / s for s in _SPLITS if (root / s).is_dir()}
         if (root / "data").is_dir() and not splits:  # some copies unpack to ROOT/data/{train,test}
             splits = {s: root / "data" / s for s in _SPLITS if (root / "data" / s).is_dir()}
         if not splits:
-            ids = _subdirs(root)
-            if not ids:
-                raise DataError(f"dataset vggface2: {root} has no train/ or test/ folder and no class folders; "
-                                f"{_HOW_TO_GET}")
             name = root.name if root.name in _SPLITS else "test"
             splits = {name: root}
             log.info("vggface2: %s is taken as the %s split", root, name)
+        self._identities: dict[str, list[str]] = {}
+        for split, folder in splits.items():
+            names = _subdirs(folder)
+            _check_identity_folders(root, folder, names)
+            self._identities[split] = names
+        self.all_split_dirs = dict(splits)
         wanted = self.options.split
         if wanted != "all":
             if wanted not in splits:
@@ -116,7 +137,7 @@ class VGGFace2(ProtocolDataset):
 
     def _key(self, split: str, ident: str, fname: str) -> str:
         assert self.root is not None
-        rel = self.split_dirs[split].relative_to(self.root).as_posix()
+        rel = self.all_split_dirs[split].relative_to(self.root).as_posix()
         return f"{rel}/{ident}/{fname}" if rel != "." else f"{ident}/{fname}"
 
     def path_of(self, key: str) -> Path:
@@ -131,7 +152,7 @@ class VGGFace2(ProtocolDataset):
         out: list[tuple[str, str]] = []
         skipped = 0
         for split, folder in self.split_dirs.items():
-            for ident in _subdirs(folder):
+            for ident in self._identities[split]:
                 files, n = list_files(folder / ident)
                 skipped += n
                 self._split_of[ident] = split
@@ -143,8 +164,8 @@ class VGGFace2(ProtocolDataset):
         """Rules 1-2 of the protocol applied while listing: only the chosen identities' folders are read."""
         proto = self.protocols()["paper"]
         where: dict[str, str] = {}
-        for split, folder in self.split_dirs.items():
-            for ident in _subdirs(folder):
+        for split in self.split_dirs:
+            for ident in self._identities[split]:
                 where.setdefault(ident, split)
         rank = {s: i for i, s in enumerate(_SPLITS)}
         ids = identity_order(where, self.seed)
