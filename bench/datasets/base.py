@@ -86,10 +86,15 @@ class Dataset:
             return f"unreadable:{exc.__class__.__name__}"
         return h.hexdigest()
 
-    def pool_refs(self, evaluated: list[ImageRef]) -> list[ImageRef] | None:
+    def pool_refs(self, evaluated: list[ImageRef], limit: int | None = None) -> list[ImageRef] | None:
         """The default delegate pool of a run that evaluates ``evaluated``: images of identities that are NOT among
         the evaluated ones (PROTOCOL.md "Delegate pool"), in a deterministic order; None when the dataset has no
-        identity-disjoint images to offer (the run then needs ``--pool-root``)."""
+        identity-disjoint images to offer (the run then needs ``--pool-root``).
+
+        ``limit`` asks for the first ``limit`` images of that order only (the same prefix the caller would cut), which
+        lets a large dataset (VGGFace2) list only the folders it needs. The base class (``demo``) has none: every
+        image is evaluated.
+        """
         return None
 
     def describe(self) -> dict[str, Any]:

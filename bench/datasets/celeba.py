@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -209,6 +209,13 @@ class CelebA(CelebAAnnotations, ProtocolDataset):
     def index(self) -> list[tuple[str, str]]:
         split = self.options.split
         return [(self._prefix + f, i) for f, i in self._listing if split == "all" or self.split_of(f) == split]
+
+    def pool_candidates(self) -> list[tuple[str, str]]:
+        """Every listed image, whatever the ``split`` option: a run on the test partition draws from the others."""
+        return [(self._prefix + f, i) for f, i in self._listing]
+
+    def pool_parts(self, groups: Mapping[str, Sequence[str]]) -> Mapping[str, str]:
+        return {i: self.split_of(keys[0].rsplit("/", 1)[-1]) for i, keys in groups.items()}
 
     def meta_of(self, key: str) -> tuple[tuple[str, Any], ...]:
         fname = key.rsplit("/", 1)[-1]

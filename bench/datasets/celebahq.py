@@ -33,7 +33,7 @@ Metadata per image: ``split``, ``celeba_file`` and, when the annotation file is 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -187,6 +187,13 @@ class CelebAHQ(CelebAAnnotations, ProtocolDataset):
 
     def index(self) -> list[tuple[str, str]]:
         return [(k, i) for k, i in self._listing if self.options.split in ("all", self._split[k])]
+
+    def pool_candidates(self) -> list[tuple[str, str]]:
+        """The train and validation images (never the test partition), whatever the ``split`` option."""
+        return [(k, i) for k, i in self._listing if self._split[k] != "test"]
+
+    def pool_parts(self, groups: Mapping[str, Sequence[str]]) -> Mapping[str, str]:
+        return {i: self._split[keys[0]] for i, keys in groups.items()}
 
     def order(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
         name = self.protocol_name

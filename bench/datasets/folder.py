@@ -16,6 +16,10 @@ person; point ``--data-root`` one level lower or add a ``labels.txt`` (which may
 Options: ``split=NAME`` uses the sub-folder ``ROOT/NAME`` as the tree (e.g. ``--pool-root data --pool-split pool``
 for a delegate pool). Protocols: ``all`` (default) and ``multi`` (identities with more than one image), in the
 interleaved protocol order of :mod:`bench.datasets.protocols`.
+
+Default delegate pool: the people outside the protocol subset - with ``protocol=multi``, the people (folders and loose
+files) with a single image; with ``all``, none (every person is evaluated, so a run needs ``--pool-root`` or
+``--pool-split``).
 """
 
 from __future__ import annotations

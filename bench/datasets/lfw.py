@@ -181,3 +181,7 @@ class LFW(ProtocolDataset):
         people = self._people()
         return [(k, i) for k, i in self._listing if people is None or i in people]
 
+    def pool_candidates(self) -> list[tuple[str, str]]:
+        """Every person under the root, whatever the ``split`` option (the people outside the protocol subset are
+        kept: for ``paper``, the 4,069 people with one image)."""
+        return self._listing

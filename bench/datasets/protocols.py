@@ -29,8 +29,8 @@ import errno
 import hashlib
 import logging
 import os
-from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,6 +53,8 @@ __all__ = [
     "list_files",
     "list_subdirs",
     "order_groups",
+    "pool_identities",
+    "pool_order",
     "read_lines",
     "unique_entries",
 ]
@@ -152,6 +154,33 @@ def order_groups(
         ordered.append((ident, keys[:per_identity] if per_identity is not None else keys))
     out = interleave(ordered)
     return out[:n_images] if n_images is not None else out
+
+
+def pool_identities(identities: Iterable[str], evaluated: Collection[str], seed: int,
+                    part_of: Mapping[str, str] | None = None) -> list[str]:
+    """The identity order of a default delegate pool: every identity not in ``evaluated``, in rule-1 order.
+
+    With ``part_of`` (identity -> split), the identities of the split with the smallest share of evaluated people
+    come first (stable sort on that share, then the split's name): a run on VGGFace2's test people draws delegates
+    from its training people first, a run on CelebA-HQ's test + validation people from its training people.
+    """
+    ids = set(identities)
+    order = identity_order(ids - set(evaluated), seed)
+    if part_of:
+        total = Counter(part_of[i] for i in ids)
+        used = Counter(part_of[i] for i in ids if i in evaluated)
+        order.sort(key=lambda i: (used[part_of[i]] / total[part_of[i]], part_of[i]))
+    return order
+
+
+def pool_order(groups: Mapping[str, Sequence[str]], evaluated: Collection[str], seed: int,
+               part_of: Mapping[str, str] | None = None, limit: int | None = None) -> list[tuple[str, str]]:
+    """A default delegate pool as ``[(key, identity), ...]``: the identities of ``groups`` that are not in
+    ``evaluated`` (:func:`pool_identities`), each image list in rule-2 order, interleaved by rule 3 (so a prefix holds
+    as many people as possible); the first ``limit`` images when ``limit`` is given."""
+    ids = pool_identities(groups, evaluated, seed, part_of)
+    out = interleave([(i, image_order(groups[i], seed, i)) for i in ids])
+    return out[:limit] if limit else out
 
 
 @dataclass(frozen=True)
@@ -396,6 +425,7 @@ class ProtocolDataset(Dataset):
     def __init__(self, root: str | Path | None = None, **kw: Any) -> None:
         self.stats: dict[str, Any] = {}
         self._index_cache: list[tuple[str, str]] | None = None
+        self._protocol_identities: frozenset[str] = frozenset()
         super().__init__(root, **kw)
 
     def resolve_root(self, root: Path | None) -> Path:
@@ -434,6 +464,15 @@ class ProtocolDataset(Dataset):
         """The protocol order of ``pairs`` (default: the named :class:`Protocol` applied to their groups)."""
         return self.protocols()[self.protocol_name].apply(group_pairs(pairs), self.seed)
 
+    def pool_candidates(self) -> list[tuple[str, str]]:
+        """The ``(key, identity)`` pairs a default delegate pool may draw from (default: the candidates of the chosen
+        split; datasets with splits widen this to the other splits)."""
+        return self._index()
+
+    def pool_parts(self, groups: Mapping[str, Sequence[str]]) -> Mapping[str, str] | None:
+        """identity -> split of the pool candidates, for :func:`pool_identities` (default: no splits)."""
+        return None
+
     # -- provided ----------------------------------------------------------------------------------------------------
     @property
     def protocol_name(self) -> str:
@@ -461,8 +500,9 @@ class ProtocolDataset(Dataset):
     def refs(self) -> list[ImageRef]:
         if self._refs is None:
             pairs = self.order(self._index())
+            self._protocol_identities = frozenset(i for _, i in pairs)
             self.stats["protocol_images"] = len(pairs)
-            self.stats["protocol_identities"] = len({i for _, i in pairs})
+            self.stats["protocol_identities"] = len(self._protocol_identities)
             if self.limit:
                 pairs = pairs[: self.limit]
             if not pairs:
@@ -473,6 +513,19 @@ class ProtocolDataset(Dataset):
             self.prepare_meta([k for k, _ in pairs])
             self._refs = [self._ref(k, i) for k, i in pairs]
         return self._refs
+
+    def pool_refs(self, evaluated: list[ImageRef], limit: int | None = None) -> list[ImageRef] | None:
+        """The default delegate pool: images of the people outside the whole protocol subset (not only outside the
+        ``--limit`` prefix, so the pool does not change with ``--limit``) and outside ``evaluated``, in the order of
+        :func:`pool_order`; None when no such person exists."""
+        self.refs()
+        excluded = set(self._protocol_identities) | {r.identity for r in evaluated}
+        groups = group_pairs(self.pool_candidates())
+        pairs = pool_order(groups, excluded, self.seed, self.pool_parts(groups), limit)
+        if not pairs:
+            log.info("%s: every person under %s is evaluated; no default delegate pool", self.name, self.root)
+            return None
+        return [self._ref(k, i) for k, i in pairs]
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()

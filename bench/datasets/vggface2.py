@@ -47,8 +47,10 @@ from bench.datasets.protocols import (
     interleave,
     list_files,
     list_subdirs,
+    pool_identities,
 )
 from bench.errors import DataError
+from bench.types import ImageRef
 
 __all__ = ["PAPER_IDENTITIES", "PAPER_PER_IDENTITY", "VGGFace2"]
 
@@ -196,6 +198,43 @@ class VGGFace2(ProtocolDataset):
         groups = group_pairs(pairs)
         # the chosen identities in their protocol order, each with its already-ordered images (rule 3 only)
         return interleave([(i, sorted(groups[i], key=self._rank)) for i in self._paper_order if i in groups])
+
+    # -- delegate pool -----------------------------------------------------------------------------------------------
+    def pool_refs(self, evaluated: list[ImageRef], limit: int | None = None) -> list[ImageRef] | None:
+        """Identities outside the protocol subset and ``evaluated``, from both splits whatever the ``split`` option,
+        the split with the smaller share of evaluated people first (training people for ``paper`` and for a test-split
+        run; test people for a training-split run), in the order of
+        :func:`~bench.datasets.protocols.pool_order`.
+
+        Folders are listed lazily: the first ``limit`` images of the interleaved order need only the first
+        ``limit / 2`` identities (round 0 takes two images of each), so a pool of 2,000 faces lists about 1,000 of the
+        9,131 identity folders. Without ``limit`` every folder is listed (3.3 million files on the full dataset).
+        """
+        self.refs()
+        excluded = set(self._protocol_identities) | {r.identity for r in evaluated}
+        where: dict[str, str] = {}
+        for split in self.all_split_dirs:
+            for ident in self._identities[split]:
+                where.setdefault(ident, split)
+        groups: list[tuple[str, list[str]]] = []
+        first_round = 0
+        for ident in pool_identities(where, excluded, self.seed, where):
+            if limit and first_round >= limit:
+                break
+            split = where[ident]
+            files, _ = list_files(self.all_split_dirs[split] / ident)
+            if not files:
+                continue
+            groups.append((ident, image_order([self._key(split, ident, f) for f in files], self.seed, ident)))
+            self._split_of.setdefault(ident, split)
+            first_round += min(2, len(files))
+        pairs = interleave(groups)
+        if limit:
+            pairs = pairs[:limit]
+        if not pairs:
+            log.info("vggface2: every identity under %s is evaluated; no default delegate pool", self.root)
+            return None
+        return [ImageRef(key=k, identity=i, path=self.path_of(k), meta=(("split", where[i]),)) for k, i in pairs]
 
     @cached_property
     def _ranks(self) -> dict[str, int]:
