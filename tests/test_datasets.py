@@ -693,3 +693,15 @@ def test_other_loaders_refuse_roots_of_the_wrong_layout(tmp_path):
         DATASETS.build("folder", tmp_path / "wrapped").refs()
     (tmp_path / "wrapped" / "labels.txt").write_text("img_celeba/1.jpg x\nimg_celeba/2.jpg x\n")
     assert len(DATASETS.build("folder", tmp_path / "wrapped").refs()) == 2  # one person, said explicitly
+
+
+def test_vggface2_ignores_an_empty_split_folder(tmp_path, caplog):
+    for j in range(3):
+        (tmp_path / "test" / "n000007").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "test" / "n000007" / f"{j:04d}_01.jpg").touch()
+    (tmp_path / "train").mkdir()
+    with caplog.at_level("WARNING"):
+        ds = DATASETS.build("vggface2", tmp_path, protocol="all")
+    assert len(ds.refs()) == 3 and "train is empty and is ignored" in caplog.text
+    with pytest.raises(DataError, match="split 'train' not found"):
+        DATASETS.build("vggface2", tmp_path, split="train")

@@ -122,11 +122,13 @@ class VGGFace2(ProtocolDataset):
             name = root.name if root.name in _SPLITS else "test"
             splits = {name: root}
             log.info("vggface2: %s is taken as the %s split", root, name)
-        self._identities: dict[str, list[str]] = {}
+        self._identities = {split: _subdirs(folder) for split, folder in splits.items()}
+        for split in [s for s, names in self._identities.items() if not names and len(splits) > 1]:
+            if any(self._identities.values()):  # e.g. only vggface2_test.tar.gz extracted beside an empty train/
+                log.warning("vggface2: %s is empty and is ignored", splits[split])
+                del splits[split], self._identities[split]
         for split, folder in splits.items():
-            names = _subdirs(folder)
-            _check_identity_folders(root, folder, names)
-            self._identities[split] = names
+            _check_identity_folders(root, folder, self._identities[split])
         self.all_split_dirs = dict(splits)
         wanted = self.options.split
         if wanted != "all":
