@@ -177,9 +177,21 @@ def pool_order(groups: Mapping[str, Sequence[str]], evaluated: Collection[str], 
                part_of: Mapping[str, str] | None = None, limit: int | None = None) -> list[tuple[str, str]]:
     """A default delegate pool as ``[(key, identity), ...]``: the identities of ``groups`` that are not in
     ``evaluated`` (:func:`pool_identities`), each image list in rule-2 order, interleaved by rule 3 (so a prefix holds
-    as many people as possible); the first ``limit`` images when ``limit`` is given."""
-    ids = pool_identities(groups, evaluated, seed, part_of)
-    out = interleave([(i, image_order(groups[i], seed, i)) for i in ids])
+    as many people as possible); the first ``limit`` images when ``limit`` is given.
+
+    With ``limit``, only the first identities are ordered and looked up in ``groups``: round 0 of rule 3 takes up to
+    two images of every identity, so once those identities hold ``limit`` images the prefix is complete.
+    """
+    chosen: list[tuple[str, list[str]]] = []
+    first_round = 0
+    for ident in pool_identities(groups, evaluated, seed, part_of):
+        if limit and first_round >= limit:
+            break  # round 0 of the identities so far already holds the first `limit` images of the full order
+        keys = groups[ident]  # a lazy mapping (VGGFace2) lists the identity's folder here, only when needed
+        if keys:
+            chosen.append((ident, image_order(keys, seed, ident)))
+            first_round += min(2, len(keys))
+    out = interleave(chosen)
     return out[:limit] if limit else out
 
 
@@ -469,6 +481,10 @@ class ProtocolDataset(Dataset):
         split; datasets with splits widen this to the other splits)."""
         return self._index()
 
+    def pool_groups(self) -> Mapping[str, Sequence[str]]:
+        """identity -> keys of the pool candidates (default: :meth:`pool_candidates` grouped)."""
+        return group_pairs(self.pool_candidates())
+
     def pool_parts(self, groups: Mapping[str, Sequence[str]]) -> Mapping[str, str] | None:
         """identity -> split of the pool candidates, for :func:`pool_identities` (default: no splits)."""
         return None
@@ -517,15 +533,18 @@ class ProtocolDataset(Dataset):
     def pool_refs(self, evaluated: list[ImageRef], limit: int | None = None) -> list[ImageRef] | None:
         """The default delegate pool: images of the people outside the whole protocol subset (not only outside the
         ``--limit`` prefix, so the pool does not change with ``--limit``) and outside ``evaluated``, in the order of
-        :func:`pool_order`; None when no such person exists."""
+        :func:`pool_order`; None when no such person exists. Pool refs carry only their split as metadata (CelebA's
+        40 attributes on 180,000 pool images would cost hundreds of MB for nothing)."""
         self.refs()
         excluded = set(self._protocol_identities) | {r.identity for r in evaluated}
-        groups = group_pairs(self.pool_candidates())
-        pairs = pool_order(groups, excluded, self.seed, self.pool_parts(groups), limit)
+        groups = self.pool_groups()
+        parts = self.pool_parts(groups)
+        pairs = pool_order(groups, excluded, self.seed, parts, limit)
         if not pairs:
             log.info("%s: every person under %s is evaluated; no default delegate pool", self.name, self.root)
             return None
-        return [self._ref(k, i) for k, i in pairs]
+        return [ImageRef(key=k, identity=i, path=self.path_of(k), meta=(("split", parts[i]),) if parts else ())
+                for k, i in pairs]
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()

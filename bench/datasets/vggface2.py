@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import logging
 import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -47,10 +48,8 @@ from bench.datasets.protocols import (
     interleave,
     list_files,
     list_subdirs,
-    pool_identities,
 )
 from bench.errors import DataError
-from bench.types import ImageRef
 
 __all__ = ["PAPER_IDENTITIES", "PAPER_PER_IDENTITY", "VGGFace2"]
 
@@ -202,41 +201,24 @@ class VGGFace2(ProtocolDataset):
         return interleave([(i, sorted(groups[i], key=self._rank)) for i in self._paper_order if i in groups])
 
     # -- delegate pool -----------------------------------------------------------------------------------------------
-    def pool_refs(self, evaluated: list[ImageRef], limit: int | None = None) -> list[ImageRef] | None:
-        """Identities outside the protocol subset and ``evaluated``, from both splits whatever the ``split`` option,
-        the split with the smaller share of evaluated people first (training people for ``paper`` and for a test-split
-        run; test people for a training-split run), in the order of
-        :func:`~bench.datasets.protocols.pool_order`.
+    def pool_groups(self) -> Mapping[str, Sequence[str]]:
+        """Identity folders of both splits, whatever the ``split`` option, listed only when the pool needs them: a
+        pool of ``limit`` images lists about ``limit / 2`` of the 9,131 folders (see
+        :func:`~bench.datasets.protocols.pool_order`); without ``limit`` every folder is listed (3.3M files)."""
+        return _LazyFolders(self)
 
-        Folders are listed lazily: the first ``limit`` images of the interleaved order need only the first
-        ``limit / 2`` identities (round 0 takes two images of each), so a pool of 2,000 faces lists about 1,000 of the
-        9,131 identity folders. Without ``limit`` every folder is listed (3.3 million files on the full dataset).
-        """
-        self.refs()
-        excluded = set(self._protocol_identities) | {r.identity for r in evaluated}
+    def pool_parts(self, groups: Mapping[str, Sequence[str]]) -> Mapping[str, str]:
+        """identity -> split: the split with the smaller share of evaluated people comes first (training people
+        for ``paper`` and for a test-split run, test people for a training-split run)."""
+        return self._where_all
+
+    @cached_property
+    def _where_all(self) -> dict[str, str]:
         where: dict[str, str] = {}
         for split in self.all_split_dirs:
             for ident in self._identities[split]:
                 where.setdefault(ident, split)
-        groups: list[tuple[str, list[str]]] = []
-        first_round = 0
-        for ident in pool_identities(where, excluded, self.seed, where):
-            if limit and first_round >= limit:
-                break
-            split = where[ident]
-            files, _ = list_files(self.all_split_dirs[split] / ident)
-            if not files:
-                continue
-            groups.append((ident, image_order([self._key(split, ident, f) for f in files], self.seed, ident)))
-            self._split_of.setdefault(ident, split)
-            first_round += min(2, len(files))
-        pairs = interleave(groups)
-        if limit:
-            pairs = pairs[:limit]
-        if not pairs:
-            log.info("vggface2: every identity under %s is evaluated; no default delegate pool", self.root)
-            return None
-        return [ImageRef(key=k, identity=i, path=self.path_of(k), meta=(("split", where[i]),)) for k, i in pairs]
+        return where
 
     @cached_property
     def _ranks(self) -> dict[str, int]:
@@ -293,3 +275,25 @@ class VGGFace2(ProtocolDataset):
             meta += [(k.lower(), info[c]) for k, c in (("name", "Name"), ("gender", "Gender")) if info.get(c)]
         meta += sorted(getattr(self, "_loose", {}).get(key, {}).items())
         return tuple(meta)
+
+
+class _LazyFolders(Mapping[str, list[str]]):
+    """identity -> image keys of every VGGFace2 identity folder, each folder listed on first access."""
+
+    def __init__(self, ds: VGGFace2) -> None:
+        self._ds = ds
+        self._where = ds._where_all
+        self._keys: dict[str, list[str]] = {}
+
+    def __getitem__(self, ident: str) -> list[str]:
+        if ident not in self._keys:
+            split = self._where[ident]
+            files, _ = list_files(self._ds.all_split_dirs[split] / ident)
+            self._keys[ident] = [self._ds._key(split, ident, f) for f in files]
+        return self._keys[ident]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
