@@ -705,3 +705,14 @@ def test_vggface2_ignores_an_empty_split_folder(tmp_path, caplog):
     assert len(ds.refs()) == 3 and "train is empty and is ignored" in caplog.text
     with pytest.raises(DataError, match="split 'train' not found"):
         DATASETS.build("vggface2", tmp_path, split="train")
+
+
+def test_vggface2_identity_meta_with_a_byte_order_mark(tmp_path):
+    for j in range(2):
+        (tmp_path / "test" / "n000003").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "test" / "n000003" / f"{j:04d}_01.jpg").touch()
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "identity_meta.csv").write_text(
+        'Class_ID, Name, Sample_Num, Flag, Gender\nn000003, "Some One", 2, 0, f\n', encoding="utf-8-sig")
+    meta = dict(DATASETS.build("vggface2", tmp_path, protocol="all").refs()[0].meta)
+    assert meta["name"] == "Some One" and meta["gender"] == "f"

@@ -64,10 +64,6 @@ _EXPECTED = ("train/ and/or test/ folders of n?????? identity folders (e.g. trai
              "n?????? identity folders themselves")
 
 
-def _subdirs(folder: Path) -> list[str]:
-    return list_subdirs(folder)
-
-
 def _check_identity_folders(root: Path, folder: Path, names: list[str]) -> None:
     """DataError unless ``names`` (the sub-folders of ``folder``) are VGGFace2 class ids, naming what was found."""
     bad = [n for n in names if not _CLASS_RE.match(n)]
@@ -121,7 +117,7 @@ class VGGFace2(ProtocolDataset):
             name = root.name if root.name in _SPLITS else "test"
             splits = {name: root}
             log.info("vggface2: %s is taken as the %s split", root, name)
-        self._identities = {split: _subdirs(folder) for split, folder in splits.items()}
+        self._identities = {split: list_subdirs(folder) for split, folder in splits.items()}
         for split in [s for s, names in self._identities.items() if not names and len(splits) > 1]:
             if any(self._identities.values()):  # e.g. only vggface2_test.tar.gz extracted beside an empty train/
                 log.warning("vggface2: %s is empty and is ignored", splits[split])
@@ -236,7 +232,7 @@ class VGGFace2(ProtocolDataset):
             return {}
         out: dict[str, dict[str, str]] = {}
         try:
-            with open(path, newline="", encoding="utf-8", errors="replace") as f:
+            with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
                 for row in csv.DictReader(f, skipinitialspace=True):
                     row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
                     if row.get("Class_ID"):
@@ -257,7 +253,7 @@ class VGGFace2(ProtocolDataset):
                 if path is None:
                     continue
                 try:
-                    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+                    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
                         reader = csv.reader(f)
                         next(reader, None)
                         for row in reader:
