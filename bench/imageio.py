@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import secrets
+import stat
 import warnings
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bench.errors import UnreadableImageError
 
-__all__ = ["atomic_write_bytes", "file_sha256", "read_image", "to_rgb8", "write_image"]
+__all__ = ["atomic_write_bytes", "file_sha256", "open_temp", "read_image", "to_rgb8", "write_image"]
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +95,37 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return arr
 
 
+def open_temp(folder: str | os.PathLike, prefix: str, suffix: str) -> tuple[int, Path]:
+    """Create a new, uniquely named file in ``folder`` for writing; return ``(fd, path)``.
+
+    The file gets the permissions a plain ``open()`` would give it (0666 minus the umask, and any default ACL of the
+    folder), because the kernel applies them at ``os.open``. ``tempfile.mkstemp`` always creates 0600 files and has
+    no mode argument, and reading the umask means changing it process-wide (racy with threads), hence this helper.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        path = Path(folder) / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file in {folder}")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
+
+    A new file gets the mode a plain ``open()`` would give it (0666 minus the umask); a replaced file keeps its mode.
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    fd, tmp = open_temp(p.parent, f".{p.name}.", ".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            try:
+                os.fchmod(f.fileno(), stat.S_IMODE(os.stat(p).st_mode))
+            except (FileNotFoundError, AttributeError):  # a new file; os.fchmod does not exist on Windows
+                pass
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

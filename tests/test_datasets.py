@@ -495,3 +495,225 @@ def test_lfw_real_layout(test_data):
     assert _keys(DATASETS.build("lfw", test_data / "lfw-mini", seed=0)) == [r.key for r in refs]
     with pytest.raises(DataError, match="lfw-deepfunneled"):
         DATASETS.build("lfw", test_data / "celeba", variant="deepfunneled")
+
+
+# -- annotation files: byte-order marks and duplicate lines (issue 11 item 5) ----------------------------------------
+def _tiny_celeba(root: Path, n: int = 4) -> list[str]:
+    files = [f"{i:06d}.jpg" for i in range(1, n + 1)]
+    for f in files:
+        (root / "img_celeba").mkdir(parents=True, exist_ok=True)
+        (root / "img_celeba" / f).touch()
+    return files
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_identity_file_with_a_byte_order_mark_keeps_the_first_image(tmp_path, encoding):
+    files = _tiny_celeba(tmp_path)
+    text = "".join(f"{f} {i // 2}\n" for i, f in enumerate(files))
+    (tmp_path / "identity_CelebA.txt").write_text(text, encoding=encoding)
+    refs = DATASETS.build("celeba", tmp_path).refs()
+    assert sorted(r.key for r in refs) == [f"img_celeba/{f}" for f in files]
+    assert {r.key: r.identity for r in refs}["img_celeba/000001.jpg"] == "0"
+
+
+def test_folder_labels_with_a_byte_order_mark(tmp_path):
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        (tmp_path / "imgs").mkdir(exist_ok=True)
+        (tmp_path / "imgs" / name).touch()
+    (tmp_path / "labels.txt").write_bytes("\ufeffimgs/a.jpg p1\nimgs/b.jpg p1\nimgs/c.jpg p2\n".encode())
+    assert sorted(r.key for r in DATASETS.build("folder", tmp_path).refs()) == ["imgs/a.jpg", "imgs/b.jpg",
+                                                                                "imgs/c.jpg"]
+
+
+def test_conflicting_duplicate_lines_are_an_error_exact_repeats_a_warning(tmp_path, caplog):
+    files = _tiny_celeba(tmp_path)
+    ident = tmp_path / "identity_CelebA.txt"
+    ident.write_text(f"{files[0]} 1\n{files[1]} 1\n{files[2]} 2\n{files[3]} 2\n{files[1]} 7\n")
+    with pytest.raises(DataError) as info:
+        DATASETS.build("celeba", tmp_path).refs()
+    msg = str(info.value)
+    assert f"{ident}:2 and {ident}:5" in msg and files[1] in msg and "'1'" in msg and "'7'" in msg, msg
+
+    ident.write_text(f"{files[0]} 1\n{files[1]} 1\n{files[2]} 2\n{files[3]} 2\n\n{files[1]} 1\n")
+    with caplog.at_level("WARNING"):
+        refs = DATASETS.build("celeba", tmp_path).refs()
+    assert len(refs) == 4
+    assert "1 line(s) repeat an earlier line exactly (first: line 6 repeats line 2)" in caplog.text
+
+    # the same rule in the other annotation readers
+    (tmp_path / "list_eval_partition.txt").write_text(f"{files[0]} 0\n{files[0]} 2\n")
+    with pytest.raises(DataError, match=r"list_eval_partition.txt:1 and .*list_eval_partition.txt:2"):
+        DATASETS.build("celeba", tmp_path, split="test").refs()
+    (tmp_path / "labels.txt").write_text("img_celeba/000001.jpg a\nimg_celeba/000001.jpg b\n")
+    with pytest.raises(DataError, match=r"labels.txt:1 and .*labels.txt:2"):
+        DATASETS.build("folder", tmp_path).refs()
+    from bench.datasets.celebahq import read_mapping
+
+    (tmp_path / "map.txt").write_text("idx orig_idx orig_file\n0 1 000002.jpg\n0 5 000006.jpg\n")
+    with pytest.raises(DataError, match=r"map.txt:2 and .*map.txt:3"):
+        read_mapping(tmp_path / "map.txt")
+    from bench.datasets.celeba import read_attributes
+
+    (tmp_path / "attr.txt").write_text("2\nA B\n000001.jpg 1 -1\n000001.jpg 1 1\n")
+    with pytest.raises(DataError, match=r"attr.txt:3 and .*attr.txt:4"):
+        read_attributes(tmp_path / "attr.txt")
+    (tmp_path / "attr.txt").write_text("2\nA B\n000001.jpg 1 -1\n000002.jpg -1 1\n")
+    names, rows, values = read_attributes(tmp_path / "attr.txt")
+    assert names == ["A", "B"] and values[rows["000002.jpg"]].tolist() == [-1, 1]
+
+
+# -- symlink loops (issue 11 item 11) ---------------------------------------------------------------------------------
+def _alarm(seconds: int):
+    """Fail instead of hanging (the walkers looped on symlink cycles)."""
+    import signal
+
+    def boom(*_):
+        raise TimeoutError("listing did not finish")
+
+    signal.signal(signal.SIGALRM, boom)
+    signal.alarm(seconds)
+
+
+def test_symlink_loops_list_each_file_once_and_warn_once_per_link(tmp_path, caplog):
+    import signal
+
+    root = tmp_path / "data"
+    for person in ("alice", "bob"):
+        (root / person).mkdir(parents=True)
+        (root / person / "1.jpg").touch()
+    os.symlink("..", root / "alice" / "up")  # one loop: listed 2 files as 83 images
+    with caplog.at_level("WARNING"):
+        assert sorted(_keys(DATASETS.build("folder", root))) == ["alice/1.jpg", "bob/1.jpg"]
+    loops = [r.getMessage() for r in caplog.records if "symlink loop" in r.getMessage()]
+    assert len(loops) == 1 and str(root / "alice" / "up") in loops[0]
+
+    os.symlink("../..", root / "bob" / "back")  # two loops: hung
+    (root / "bob" / "sub").mkdir()
+    os.symlink("../../alice", root / "bob" / "sub" / "friend")  # a second name of a listed folder
+    os.symlink("self", root / "bob" / "self")  # a link to itself
+    caplog.clear()
+    _alarm(20)
+    try:
+        with caplog.at_level("WARNING"):
+            keys = _keys(DATASETS.build("folder", root))
+    finally:
+        signal.alarm(0)
+    assert sorted(keys) == ["alice/1.jpg", "bob/1.jpg"]  # alice's photo is not also bob's
+    msgs = [r.getMessage() for r in caplog.records if "symlink" in r.getMessage()]
+    assert len(msgs) == 4 and all(sum(str(root / p) + " " in m for m in msgs) == 1
+                                  for p in ("alice/up", "bob/back", "bob/sub/friend", "bob/self")), msgs
+
+
+def test_symlinked_folders_outside_the_tree_are_followed_and_real_folders_win(tmp_path, caplog):
+    outside = tmp_path / "elsewhere" / "carol"
+    outside.mkdir(parents=True)
+    (outside / "c.jpg").touch()
+    root = tmp_path / "data"
+    for person in ("alice", "bob"):
+        (root / person).mkdir(parents=True)
+        (root / person / f"{person}.jpg").touch()
+    os.symlink(outside, root / "carol")  # a person kept elsewhere: followed
+    os.symlink(root / "bob", root / "aaa_bob_again")  # sorts first, but the real bob/ keeps bob's photo
+    with caplog.at_level("WARNING"):
+        refs = DATASETS.build("folder", root).refs()
+    assert sorted((r.key, r.identity) for r in refs) == [("alice/alice.jpg", "alice"), ("bob/bob.jpg", "bob"),
+                                                          ("carol/c.jpg", "carol")]
+    assert "already listed as bob" in caplog.text and "aaa_bob_again" in caplog.text
+
+    # LFW person folders: a second name for a person is not a second person
+    lfw = tmp_path / "lfw"
+    for name in ("Ann_A", "Bob_B"):
+        for j in (1, 2):
+            (lfw / name).mkdir(parents=True, exist_ok=True)
+            (lfw / name / f"{name}_{j:04d}.jpg").touch()
+    os.symlink(lfw / "Ann_A", lfw / "Ann_A_copy")
+    os.symlink(lfw, lfw / "Zed_Z")
+    assert sorted({r.identity for r in DATASETS.build("lfw", lfw, protocol="all").refs()}) == ["Ann_A", "Bob_B"]
+
+
+# -- roots of the wrong layout (issue 11 item 14 and the audit of the other loaders) ----------------------------------
+@pytest.mark.realdata
+def test_vggface2_refuses_a_root_that_is_not_vggface2(celeba_root, tmp_path):
+    with pytest.raises(DataError) as info:
+        DATASETS.build("vggface2", celeba_root)  # was read as one identity, "img_celeba"
+    msg = str(info.value)
+    assert str(celeba_root) in msg and "n??????" in msg and "train/ and/or test/" in msg and "img_celeba" in msg
+
+    mixed = tmp_path / "v"
+    for name in ("n000001", "n000002", "holiday"):
+        (mixed / "test" / name).mkdir(parents=True)
+    with pytest.raises(DataError, match=r"found in test/ 1 folder\(s\) not named n\?\?\?\?\?\? \(holiday\)"):
+        DATASETS.build("vggface2", mixed)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.md").touch()
+    with pytest.raises(DataError, match=r"found no folder and 1 file"):
+        DATASETS.build("vggface2", tmp_path / "empty")
+
+
+def test_other_loaders_refuse_roots_of_the_wrong_layout(tmp_path):
+    # lfw: folders that do not hold <Name>_NNNN files
+    root = tmp_path / "lfwish"
+    for name in ("Ann_A", "holiday", "work"):
+        (root / name).mkdir(parents=True)
+    (root / "Ann_A" / "Ann_A_0001.jpg").touch()
+    (root / "holiday" / "beach.jpg").touch()
+    (root / "work" / "desk.jpg").touch()
+    with pytest.raises(DataError, match=r"lfwish is not an LFW image folder.*2 sub-folder\(s\).*holiday, work"):
+        DATASETS.build("lfw", root).refs()
+
+    # celeba: an identity file that lists none of the images
+    _tiny_celeba(tmp_path / "c")
+    (tmp_path / "c" / "identity_CelebA.txt").write_text("img001.png 1\nimg002.png 2\n")
+    with pytest.raises(DataError, match=r"none of the 4 files .* is listed in .*identity_CelebA.txt .*'000001.jpg'"):
+        DATASETS.build("celeba", tmp_path / "c").refs()
+
+    # celebahq: image files the mapping does not know, or CelebA files without identities
+    hq = tmp_path / "hq"
+    (hq / "CelebA-HQ-img").mkdir(parents=True)
+    for name in ("a.jpg", "b.jpg"):
+        (hq / "CelebA-HQ-img" / name).touch()
+    (hq / "CelebA-HQ-to-CelebA-mapping.txt").write_text("idx orig_idx orig_file\n0 0 000001.jpg\n")
+    (hq / "identity_CelebA.txt").write_text("000001.jpg 5\n")
+    with pytest.raises(DataError, match=r"none of the 2 files .* is in .*mapping.txt .*'a.jpg'.*'0.jpg'"):
+        DATASETS.build("celebahq", hq).refs()
+    for name in ("a.jpg", "b.jpg"):
+        (hq / "CelebA-HQ-img" / name).unlink()
+    (hq / "CelebA-HQ-img" / "0.jpg").touch()
+    (hq / "identity_CelebA.txt").write_text("000999.jpg 5\n")
+    with pytest.raises(DataError, match=r"'000001.jpg'\) is in .*identity_CelebA.txt"):
+        DATASETS.build("celebahq", hq).refs()
+
+    # folder: a root with a single folder would be one person
+    (tmp_path / "wrapped" / "img_celeba").mkdir(parents=True)
+    for name in ("1.jpg", "2.jpg"):
+        (tmp_path / "wrapped" / "img_celeba" / name).touch()
+    with pytest.raises(DataError, match=r"holds one folder \(img_celeba/\) and nothing else"):
+        DATASETS.build("folder", tmp_path / "wrapped").refs()
+    (tmp_path / "wrapped" / "labels.txt").write_text("1.jpg x\n2.jpg y\n")
+    with pytest.raises(DataError, match=r"none of the 2 files .* is listed in .*labels.txt"):
+        DATASETS.build("folder", tmp_path / "wrapped").refs()
+    (tmp_path / "wrapped" / "labels.txt").write_text("img_celeba/1.jpg x\nimg_celeba/2.jpg x\n")
+    assert len(DATASETS.build("folder", tmp_path / "wrapped").refs()) == 2  # one person, said explicitly
+
+
+def test_vggface2_ignores_an_empty_split_folder(tmp_path, caplog):
+    for j in range(3):
+        (tmp_path / "test" / "n000007").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "test" / "n000007" / f"{j:04d}_01.jpg").touch()
+    (tmp_path / "train").mkdir()
+    with caplog.at_level("WARNING"):
+        ds = DATASETS.build("vggface2", tmp_path, protocol="all")
+    assert len(ds.refs()) == 3 and "train is empty and is ignored" in caplog.text
+    with pytest.raises(DataError, match="split 'train' not found"):
+        DATASETS.build("vggface2", tmp_path, split="train")
+
+
+def test_vggface2_identity_meta_with_a_byte_order_mark(tmp_path):
+    for j in range(2):
+        (tmp_path / "test" / "n000003").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "test" / "n000003" / f"{j:04d}_01.jpg").touch()
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "identity_meta.csv").write_text(
+        'Class_ID, Name, Sample_Num, Flag, Gender\nn000003, "Some One", 2, 0, f\n', encoding="utf-8-sig")
+    meta = dict(DATASETS.build("vggface2", tmp_path, protocol="all").refs()[0].meta)
+    assert meta["name"] == "Some One" and meta["gender"] == "f"

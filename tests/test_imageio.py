@@ -1,8 +1,11 @@
-"""bench.imageio.read_image on every kind of real-world file: odd modes are converted, broken files are clear errors."""
+"""bench.imageio.read_image on every kind of real-world file: odd modes are converted, broken files are clear errors;
+atomic writes give files the mode a plain open() would."""
 
 from __future__ import annotations
 
 import io
+import os
+import stat
 from pathlib import Path
 
 import cv2
@@ -11,7 +14,7 @@ import pytest
 from PIL import Image
 
 from bench.errors import UnreadableImageError
-from bench.imageio import read_image, to_rgb8
+from bench.imageio import atomic_write_bytes, read_image, to_rgb8, write_image
 
 H, W = 24, 40
 
@@ -143,3 +146,37 @@ def test_multiframe_takes_first_frame(tmp_path):
     frames[0].save(path, save_all=True, append_images=frames[1:])
     arr = read_image(path)
     assert arr.shape == (H, W, 3) and int(arr.mean()) < 20
+
+
+# -- writing --------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def umask():
+    """Set the process umask for one test and restore it afterwards."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield lambda mask: os.umask(mask)
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o002], ids=["022", "027", "002"])
+def test_written_files_get_the_mode_open_would_give(tmp_path, umask, mask):
+    umask(mask)
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"x")  # what a plain open() gives
+    atomic_write_bytes(tmp_path / "sub" / "new.bin", b"data")
+    write_image(tmp_path / "img.png", _gradient())
+    expected = 0o666 & ~mask
+    assert stat.S_IMODE(plain.stat().st_mode) == expected
+    for p in (tmp_path / "sub" / "new.bin", tmp_path / "img.png"):
+        assert stat.S_IMODE(p.stat().st_mode) == expected, (p, oct(p.stat().st_mode))
+    assert (tmp_path / "sub" / "new.bin").read_bytes() == b"data"
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+def test_replaced_file_keeps_its_mode(tmp_path, umask):
+    umask(0o022)
+    p = tmp_path / "manifest.json"
+    p.write_text("{}")
+    p.chmod(0o640)
+    atomic_write_bytes(p, b'{"a": 1}')
+    assert stat.S_IMODE(p.stat().st_mode) == 0o640 and p.read_bytes() == b'{"a": 1}'

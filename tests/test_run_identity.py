@@ -129,10 +129,9 @@ def test_unreadable_shards_are_recomputed(tmp_path, damage):
 
 
 def test_cli_exit_code_when_nothing_was_evaluated(tmp_path):
-    data = tmp_path / "data" / "p"
-    data.mkdir(parents=True)
-    (data / "a.jpg").write_bytes(b"not an image")
-    (data / "b.jpg").write_bytes(b"")
+    for person, content in (("p", b"not an image"), ("q", b"")):
+        (tmp_path / "data" / person).mkdir(parents=True)
+        (tmp_path / "data" / person / "a.jpg").write_bytes(content)
     res = CliRunner().invoke(cli, ["run", "-m", "blur", "-d", "folder", "--data-root", str(tmp_path / "data"),
                                    "--metrics", "ssim", "--out", str(tmp_path / "runs"), "--quiet"])
     assert res.exit_code == 1, res.output

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -10,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bench.errors import DataError
-from bench.imageio import read_image
+from bench.imageio import file_sha256, read_image
 from bench.options import build_options, options_dict
 from bench.types import ImageRef
 
@@ -77,19 +76,20 @@ class Dataset:
 
     def sha256(self, ref: ImageRef) -> str:
         assert ref.path is not None
-        h = hashlib.sha256()
         try:
-            with open(ref.path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
+            return file_sha256(ref.path)
         except OSError as exc:
             return f"unreadable:{exc.__class__.__name__}"
-        return h.hexdigest()
 
-    def pool_refs(self, evaluated: list[ImageRef]) -> list[ImageRef] | None:
+    def pool_refs(self, evaluated: list[ImageRef], limit: int | None = None) -> list[ImageRef] | None:
         """The default delegate pool of a run that evaluates ``evaluated``: images of identities that are NOT among
         the evaluated ones (PROTOCOL.md "Delegate pool"), in a deterministic order; None when the dataset has no
-        identity-disjoint images to offer (the run then needs ``--pool-root``)."""
+        identity-disjoint images to offer (the run then needs ``--pool-root``).
+
+        ``limit`` asks for the first ``limit`` images of that order only (the same prefix the caller would cut), which
+        lets a large dataset (VGGFace2) list only the folders it needs. The base class (``demo``) has none: every
+        image is evaluated.
+        """
         return None
 
     def describe(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bench.datasets.protocols import ProtocolDataset, find_file, list_files, read_lines
+from bench.datasets.protocols import ProtocolDataset, find_file, list_files, read_lines, unique_entries
 from bench.errors import DataError
 
 __all__ = ["SPLITS", "CelebA", "CelebAAnnotations", "partition_of_index", "read_attributes", "read_identities", "read_partition"]
@@ -50,16 +51,21 @@ def partition_of_index(number: int) -> str:
     return "train" if number <= _TRAIN_END else "val" if number <= _VAL_END else "test"
 
 
-def read_identities(path: Path) -> dict[str, str]:
-    """``identity_CelebA.txt`` -> {file name: identity label}."""
-    out: dict[str, str] = {}
+def _pairs(path: Path, expected: str, check: Callable[[list[str]], bool] = lambda parts: len(parts) == 2
+           ) -> Iterator[tuple[int, str, str]]:
+    """``(line number, first field, second field)`` of the non-blank lines of a two-column annotation file."""
     for n, line in enumerate(read_lines(path), 1):
         parts = line.split()
         if not parts:
             continue
-        if len(parts) != 2:
-            raise DataError(f"{path}:{n}: expected '<file> <identity>', got {line.strip()!r}")
-        out[parts[0]] = parts[1]
+        if not check(parts):
+            raise DataError(f"{path}:{n}: expected {expected!r}, got {line.strip()!r}")
+        yield n, parts[0], parts[1]
+
+
+def read_identities(path: Path) -> dict[str, str]:
+    """``identity_CelebA.txt`` -> {file name: identity label}; a file listed with two identities is a DataError."""
+    out = unique_entries(path, _pairs(path, "<file> <identity>"))
     if not out:
         raise DataError(f"{path} lists no image")
     return out
@@ -67,15 +73,8 @@ def read_identities(path: Path) -> dict[str, str]:
 
 def read_partition(path: Path) -> dict[str, str]:
     """``list_eval_partition.txt`` -> {file name: 'train'|'val'|'test'}."""
-    out: dict[str, str] = {}
-    for n, line in enumerate(read_lines(path), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
-            raise DataError(f"{path}:{n}: expected '<file> <0|1|2>', got {line.strip()!r}")
-        out[parts[0]] = SPLITS[int(parts[1])]
-    return out
+    rows = _pairs(path, "<file> <0|1|2>", lambda parts: len(parts) == 2 and parts[1] in ("0", "1", "2"))
+    return {f: SPLITS[int(v)] for f, v in unique_entries(path, rows).items()}
 
 
 def read_attributes(path: Path) -> tuple[list[str], dict[str, int], np.ndarray]:
@@ -87,20 +86,23 @@ def read_attributes(path: Path) -> tuple[list[str], dict[str, int], np.ndarray]:
     if len(lines) < 2:
         raise DataError(f"{path}: expected a count line and an attribute-name line")
     names = lines[1].split()
-    rows: dict[str, int] = {}
-    values = np.zeros((max(0, len(lines) - 2), len(names)), np.int8)
-    for n, line in enumerate(lines[2:], 3):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != len(names) + 1:
-            raise DataError(f"{path}:{n}: expected a file name and {len(names)} labels, got {len(parts)} fields")
-        try:
-            values[len(rows)] = [int(v) for v in parts[1:]]
-        except ValueError:
-            raise DataError(f"{path}:{n}: labels must be -1, 0 or 1") from None
-        rows[parts[0]] = len(rows)
-    return names, rows, values[: len(rows)]
+
+    def rows() -> Iterator[tuple[int, str, bytes]]:
+        for n, line in enumerate(lines[2:], 3):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != len(names) + 1:
+                raise DataError(f"{path}:{n}: expected a file name and {len(names)} labels, got {len(parts)} fields")
+            try:
+                labels = np.array([int(v) for v in parts[1:]], np.int8)
+            except (ValueError, OverflowError):
+                raise DataError(f"{path}:{n}: labels must be -1, 0 or 1") from None
+            yield n, parts[0], labels.tobytes()
+
+    table = unique_entries(path, rows())
+    values = np.frombuffer(b"".join(table.values()), np.int8).reshape(len(table), len(names))
+    return names, {f: i for i, f in enumerate(table)}, values
 
 
 def anno_folders(root: Path) -> list[Path]:
@@ -180,23 +182,40 @@ class CelebA(CelebAAnnotations, ProtocolDataset):
         raise DataError(f"dataset celeba: no {' or '.join(wanted)}/ folder with .jpg files under {root}; {_HOW_TO_GET}")
 
 
-    def index(self) -> list[tuple[str, str]]:
+    @cached_property
+    def _listing(self) -> list[tuple[str, str]]:
+        """``(file name, identity)`` of every image on disk that the identity file lists, in file-name order."""
         ids = read_identities(self.identity_file)
         on_disk, skipped = list_files(self.image_dir)
         prefix = self.image_dir.relative_to(self.root).as_posix() if self.image_dir != self.root else ""
         self._prefix = f"{prefix}/" if prefix else ""
-        present = set(on_disk)
-        unlisted = len(present - ids.keys())
-        missing = len(ids.keys() - present)
+        listed = [(f, ids[f]) for f in on_disk if f in ids]
+        unlisted = len(on_disk) - len(listed)
+        missing = len(ids) - len(listed)
+        if on_disk and not listed:
+            raise DataError(
+                f"dataset celeba: none of the {len(on_disk)} files in {self.image_dir} is listed in "
+                f"{self.identity_file} (on disk e.g. {on_disk[0]!r}, listed e.g. {next(iter(ids))!r}): the identity "
+                "file does not belong to these images; pass the matching one with --dataset-arg identity_file=PATH"
+            )
         if unlisted:
             log.warning("celeba: %d file(s) in %s are not in %s and are skipped", unlisted, self.image_dir,
                         self.identity_file.name)
         if missing:
             log.info("celeba: %d of %d listed images are not on disk (partial copy)", missing, len(ids))
         self.stats.update(unlisted_files=unlisted, listed_but_missing=missing, skipped_files=skipped)
+        return listed
+
+    def index(self) -> list[tuple[str, str]]:
         split = self.options.split
-        return [(self._prefix + f, ids[f]) for f in on_disk
-                if f in ids and (split == "all" or self.split_of(f) == split)]
+        return [(self._prefix + f, i) for f, i in self._listing if split == "all" or self.split_of(f) == split]
+
+    def pool_candidates(self) -> list[tuple[str, str]]:
+        """Every listed image, whatever the ``split`` option: a run on the test partition draws from the others."""
+        return [(self._prefix + f, i) for f, i in self._listing]
+
+    def pool_parts(self, groups: Mapping[str, Sequence[str]]) -> Mapping[str, str]:
+        return {i: self.split_of(keys[0].rsplit("/", 1)[-1]) for i, keys in groups.items()}
 
     def meta_of(self, key: str) -> tuple[tuple[str, Any], ...]:
         fname = key.rsplit("/", 1)[-1]

@@ -33,6 +33,7 @@ Metadata per image: ``split``, ``celeba_file`` and, when the annotation file is 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -48,6 +49,7 @@ from bench.datasets.protocols import (
     group_pairs,
     list_files,
     read_lines,
+    unique_entries,
 )
 from bench.errors import DataError
 
@@ -65,15 +67,17 @@ _HOW_TO_GET = (
 
 def read_mapping(path: Path) -> dict[str, str]:
     """``CelebA-HQ-to-CelebA-mapping.txt`` -> {CelebA-HQ index (str): CelebA file name}."""
-    lines = read_lines(path)
-    out: dict[str, str] = {}
-    for n, line in enumerate(lines, 1):
-        parts = line.split()
-        if not parts or (n == 1 and not parts[0].isdigit()):  # header "idx orig_idx orig_file"
-            continue
-        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
-            raise DataError(f"{path}:{n}: expected 'idx orig_idx orig_file', got {line.strip()!r}")
-        out[parts[0]] = parts[2]
+
+    def rows() -> Iterator[tuple[int, str, tuple[str, str]]]:
+        for n, line in enumerate(read_lines(path), 1):
+            parts = line.split()
+            if not parts or (n == 1 and not parts[0].isdigit()):  # header "idx orig_idx orig_file"
+                continue
+            if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+                raise DataError(f"{path}:{n}: expected 'idx orig_idx orig_file', got {line.strip()!r}")
+            yield n, parts[0], (parts[1], parts[2])
+
+    out = {idx: orig_file for idx, (_, orig_file) in unique_entries(path, rows()).items()}
     if not out:
         raise DataError(f"{path} maps no image")
     return out
@@ -138,7 +142,9 @@ class CelebAHQ(CelebAAnnotations, ProtocolDataset):
     def _mapping(self) -> dict[str, str]:
         return read_mapping(self.mapping_file)
 
-    def index(self) -> list[tuple[str, str]]:
+    @cached_property
+    def _listing(self) -> list[tuple[str, str]]:
+        """``(key, identity)`` of every mapped and labelled image on disk, any split; fills ``self._split``."""
         ids = read_identities(self.identity_file)
         mapping = self._mapping
         files, skipped = list_files(self.image_dir)
@@ -156,10 +162,20 @@ class CelebAHQ(CelebAAnnotations, ProtocolDataset):
                 unlabelled += 1
                 continue
             key = f"CelebA-HQ-img/{f}"
-            split = self.split_of(celeba_file)
-            self._split[key] = split
-            if self.options.split in ("all", split):
-                out.append((key, identity))
+            self._split[key] = self.split_of(celeba_file)
+            out.append((key, identity))
+        if files and unmapped == len(files):
+            raise DataError(
+                f"dataset celebahq: none of the {len(files)} files in {self.image_dir} is in {self.mapping_file} (on "
+                f"disk e.g. {files[0]!r}, mapped e.g. '{next(iter(mapping))}.jpg'); expected CelebA-HQ-img/<idx>.jpg "
+                f"with idx from the mapping file; {_HOW_TO_GET}"
+            )
+        if files and not out:
+            raise DataError(
+                f"dataset celebahq: none of the CelebA files that {self.mapping_file.name} maps to (e.g. "
+                f"{mapping[Path(files[0]).stem]!r}) is in {self.identity_file}: use CelebA's identity_CelebA.txt "
+                "(--dataset-arg identity_file=PATH)"
+            )
         if unmapped:
             log.warning("celebahq: %d file(s) in %s are not in %s and are skipped", unmapped, self.image_dir,
                         self.mapping_file.name)
@@ -168,6 +184,16 @@ class CelebAHQ(CelebAAnnotations, ProtocolDataset):
                         self.identity_file)
         self.stats.update(unmapped_files=unmapped, unlabelled=unlabelled, skipped_files=skipped)
         return out
+
+    def index(self) -> list[tuple[str, str]]:
+        return [(k, i) for k, i in self._listing if self.options.split in ("all", self._split[k])]
+
+    def pool_candidates(self) -> list[tuple[str, str]]:
+        """The train and validation images (never the test partition), whatever the ``split`` option."""
+        return [(k, i) for k, i in self._listing if self._split[k] != "test"]
+
+    def pool_parts(self, groups: Mapping[str, Sequence[str]]) -> Mapping[str, str]:
+        return {i: self._split[keys[0]] for i, keys in groups.items()}
 
     def order(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
         name = self.protocol_name

@@ -3,7 +3,8 @@
 Sources: scikit-image's ``astronaut`` (Eileen Collins, NASA, public domain) and the sample photos of the insightface
 wheel (``t1.jpg``, a group photo; ``Tom_Hanks_54745.png``). Every face is its own identity, so the demo exercises the
 whole pipeline (detection, alignment, methods, metrics, tables) with no download and no ``--data-root``; it is too
-small and has no repeated identities, so its ReID/IDS numbers illustrate the machinery, not a benchmark.
+small and has no repeated identities, so its ReID/IDS numbers illustrate the machinery, not a benchmark. It has no
+default delegate pool (:meth:`~bench.datasets.base.Dataset.pool_refs` is None): every face is evaluated.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from filelock import FileLock
 
 from bench.cache import bench_home
 from bench.errors import DataError
+from bench.imageio import open_temp
 
 __all__ = [
     "Archive", "Mirror", "datasets_dir", "fetch_archive", "fetch_file", "file_digest", "is_offline", "mirrors_text",
@@ -190,9 +191,8 @@ def fetch_file(filename: str, mirrors: Sequence[Mirror], dest_dir: Path, manual_
         if final.is_file():
             return final
         for mirror in mirrors:
-            fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{filename}.", suffix=".part")
+            fd, part = open_temp(dest_dir, f".{filename}.", ".part")  # the final file gets the umask's mode
             os.close(fd)
-            part = Path(tmp)
             try:
                 _http_get(mirror.url, part, filename, None)
                 ok, actual = _checksum_ok(part, mirror.checksum)

@@ -26,11 +26,21 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 from bench.datasets.download import Archive, Mirror, datasets_dir, fetch_archive, fetch_file, mirrors_text
-from bench.datasets.protocols import ALL, MULTI, Protocol, ProtocolDataset, find_file, list_files, read_lines
+from bench.datasets.protocols import (
+    ALL,
+    MULTI,
+    Protocol,
+    ProtocolDataset,
+    find_file,
+    list_files,
+    list_subdirs,
+    read_lines,
+)
 from bench.errors import DataError
 
 __all__ = ["ARCHIVES", "LFW", "PAPER_SIZE", "PEOPLE_FILES", "read_people"]
@@ -72,14 +82,19 @@ def read_people(path: Path) -> set[str]:
     return names
 
 
+def _lfw_named(person: str, fname: str) -> bool:
+    """True for ``<person>_NNNN.<ext>`` (the LFW naming)."""
+    m = _NAME_RE.match(Path(fname).stem)
+    return bool(m and m.group("name") == person)
+
+
 def _looks_like_lfw(folder: Path, probe: int = 20) -> bool:
-    """True when the sub-folders of ``folder`` hold ``<Folder>_NNNN.*`` files (the LFW naming)."""
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir())[:probe]:
-        for f in sub.iterdir():
-            m = _NAME_RE.match(f.stem)
-            if m and m.group("name") == sub.name:
-                return True
-    return False
+    """True when the first sub-folders of ``folder`` hold ``<Folder>_NNNN.*`` files (the LFW naming)."""
+    try:
+        subs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))[:probe]
+        return any(_lfw_named(sub.name, f.name) for sub in subs for f in sub.iterdir())
+    except OSError:
+        return False
 
 
 class LFW(ProtocolDataset):
@@ -132,16 +147,41 @@ class LFW(ProtocolDataset):
                                f"put {fname} ({mirror.url}) beside {self.root}")
         return read_people(found)
 
-    def index(self) -> list[tuple[str, str]]:
+    @cached_property
+    def _listing(self) -> list[tuple[str, str]]:
+        """``(key, person)`` of every image under the root, whatever the ``split`` option; the layout is checked: a
+        sub-folder that holds files but none named ``<Folder>_NNNN`` means the root is not LFW (DataError)."""
         assert self.root is not None
-        people = self._people()
         out: list[tuple[str, str]] = []
         skipped = 0
-        for sub in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if people is not None and sub.name not in people:
-                continue
-            files, n_skipped = list_files(sub)
+        foreign: list[str] = []
+        odd_files: list[str] = []
+        for person in list_subdirs(self.root):
+            files, n_skipped = list_files(self.root / person)
             skipped += n_skipped
-            out.extend((f"{sub.name}/{f}", sub.name) for f in files)
-        self.stats["skipped_files"] = skipped
+            named = [f for f in files if _lfw_named(person, f)]
+            if files and not named:
+                foreign.append(person)
+                continue
+            odd_files += [f"{person}/{f}" for f in files if not _lfw_named(person, f)]
+            out.extend((f"{person}/{f}", person) for f in files)
+        if foreign:
+            raise DataError(
+                f"dataset lfw: {self.root} is not an LFW image folder: expected <Name>/<Name>_NNNN.jpg folders, but "
+                f"{len(foreign)} sub-folder(s) hold no such file ({', '.join(foreign[:5])}"
+                f"{', ...' if len(foreign) > 5 else ''}); use --dataset folder for other trees"
+            )
+        if odd_files:
+            log.warning("lfw: %d file(s) under %s are not named <Name>/<Name>_NNNN (e.g. %s); they are kept as images "
+                        "of their folder's person", len(odd_files), self.root, odd_files[0])
+        self.stats.update(skipped_files=skipped, misnamed_files=len(odd_files))
         return out
+
+    def index(self) -> list[tuple[str, str]]:
+        people = self._people()
+        return [(k, i) for k, i in self._listing if people is None or i in people]
+
+    def pool_candidates(self) -> list[tuple[str, str]]:
+        """Every person under the root, whatever the ``split`` option (the people outside the protocol subset are
+        kept: for ``paper``, the 4,069 people with one image)."""
+        return self._listing

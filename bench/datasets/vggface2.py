@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -46,6 +47,7 @@ from bench.datasets.protocols import (
     image_order,
     interleave,
     list_files,
+    list_subdirs,
 )
 from bench.errors import DataError
 
@@ -57,14 +59,25 @@ PAPER_IDENTITIES, PAPER_PER_IDENTITY = 1000, 5
 _SPLITS = ("test", "train")  # priority order of the paper protocol
 _HOW_TO_GET = ("request VGGFace2 (vggface2_train.tar.gz, vggface2_test.tar.gz) from its authors' page and pass "
                "--data-root FOLDER with train/ and/or test/ inside")
+_CLASS_RE = re.compile(r"^n\d{6}$")  # VGGFace2 class ids: n000002 ... n009294
+_EXPECTED = ("train/ and/or test/ folders of n?????? identity folders (e.g. train/n000002/0001_01.jpg), or the "
+             "n?????? identity folders themselves")
 
 
-def _subdirs(folder: Path) -> list[str]:
+def _check_identity_folders(root: Path, folder: Path, names: list[str]) -> None:
+    """DataError unless ``names`` (the sub-folders of ``folder``) are VGGFace2 class ids, naming what was found."""
+    bad = [n for n in names if not _CLASS_RE.match(n)]
+    if names and not bad:
+        return
     try:
-        with os.scandir(folder) as it:
-            return sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
-    except OSError as exc:
-        raise DataError(f"cannot list {folder}: {exc.strerror or exc}") from None
+        n_files = sum(1 for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    except OSError:
+        n_files = 0
+    found = (f"{len(bad)} folder(s) not named n?????? ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''})"
+             if bad else "no folder")
+    where = "" if folder == root else f" in {folder.relative_to(root).as_posix()}/"
+    raise DataError(f"dataset vggface2: {root} is not a VGGFace2 folder: expected {_EXPECTED}; found{where} {found} "
+                    f"and {n_files} file(s); {_HOW_TO_GET}")
 
 
 class VGGFace2(ProtocolDataset):
@@ -93,18 +106,25 @@ class VGGFace2(ProtocolDataset):
 
     # -- layout ------------------------------------------------------------------------------------------------------
     def find_root(self, root: Path | None) -> Path:
+        """The root must hold ``train/``/``test/`` (or ``data/train``, ``data/test``) folders of ``n??????`` identity
+        folders, or be such a folder of identity folders itself (taken as ``test`` unless it is named ``train``);
+        anything else is a DataError naming what was found: another dataset's root is never read as one person."""
         root = super().find_root(root)
         splits = {s: root / s for s in _SPLITS if (root / s).is_dir()}
         if (root / "data").is_dir() and not splits:  # some copies unpack to ROOT/data/{train,test}
             splits = {s: root / "data" / s for s in _SPLITS if (root / "data" / s).is_dir()}
         if not splits:
-            ids = _subdirs(root)
-            if not ids:
-                raise DataError(f"dataset vggface2: {root} has no train/ or test/ folder and no class folders; "
-                                f"{_HOW_TO_GET}")
             name = root.name if root.name in _SPLITS else "test"
             splits = {name: root}
             log.info("vggface2: %s is taken as the %s split", root, name)
+        self._identities = {split: list_subdirs(folder) for split, folder in splits.items()}
+        for split in [s for s, names in self._identities.items() if not names and len(splits) > 1]:
+            if any(self._identities.values()):  # e.g. only vggface2_test.tar.gz extracted beside an empty train/
+                log.warning("vggface2: %s is empty and is ignored", splits[split])
+                del splits[split], self._identities[split]
+        for split, folder in splits.items():
+            _check_identity_folders(root, folder, self._identities[split])
+        self.all_split_dirs = dict(splits)
         wanted = self.options.split
         if wanted != "all":
             if wanted not in splits:
@@ -116,7 +136,7 @@ class VGGFace2(ProtocolDataset):
 
     def _key(self, split: str, ident: str, fname: str) -> str:
         assert self.root is not None
-        rel = self.split_dirs[split].relative_to(self.root).as_posix()
+        rel = self.all_split_dirs[split].relative_to(self.root).as_posix()
         return f"{rel}/{ident}/{fname}" if rel != "." else f"{ident}/{fname}"
 
     def path_of(self, key: str) -> Path:
@@ -131,7 +151,7 @@ class VGGFace2(ProtocolDataset):
         out: list[tuple[str, str]] = []
         skipped = 0
         for split, folder in self.split_dirs.items():
-            for ident in _subdirs(folder):
+            for ident in self._identities[split]:
                 files, n = list_files(folder / ident)
                 skipped += n
                 self._split_of[ident] = split
@@ -143,8 +163,8 @@ class VGGFace2(ProtocolDataset):
         """Rules 1-2 of the protocol applied while listing: only the chosen identities' folders are read."""
         proto = self.protocols()["paper"]
         where: dict[str, str] = {}
-        for split, folder in self.split_dirs.items():
-            for ident in _subdirs(folder):
+        for split in self.split_dirs:
+            for ident in self._identities[split]:
                 where.setdefault(ident, split)
         rank = {s: i for i, s in enumerate(_SPLITS)}
         ids = identity_order(where, self.seed)
@@ -176,6 +196,26 @@ class VGGFace2(ProtocolDataset):
         # the chosen identities in their protocol order, each with its already-ordered images (rule 3 only)
         return interleave([(i, sorted(groups[i], key=self._rank)) for i in self._paper_order if i in groups])
 
+    # -- delegate pool -----------------------------------------------------------------------------------------------
+    def pool_groups(self) -> Mapping[str, Sequence[str]]:
+        """Identity folders of both splits, whatever the ``split`` option, listed only when the pool needs them: a
+        pool of ``limit`` images lists about ``limit / 2`` of the 9,131 folders (see
+        :func:`~bench.datasets.protocols.pool_order`); without ``limit`` every folder is listed (3.3M files)."""
+        return _LazyFolders(self)
+
+    def pool_parts(self, groups: Mapping[str, Sequence[str]]) -> Mapping[str, str]:
+        """identity -> split: the split with the smaller share of evaluated people comes first (training people
+        for ``paper`` and for a test-split run, test people for a training-split run)."""
+        return self._where_all
+
+    @cached_property
+    def _where_all(self) -> dict[str, str]:
+        where: dict[str, str] = {}
+        for split in self.all_split_dirs:
+            for ident in self._identities[split]:
+                where.setdefault(ident, split)
+        return where
+
     @cached_property
     def _ranks(self) -> dict[str, int]:
         return {k: n for n, (k, _) in enumerate(self._index())}
@@ -192,7 +232,7 @@ class VGGFace2(ProtocolDataset):
             return {}
         out: dict[str, dict[str, str]] = {}
         try:
-            with open(path, newline="", encoding="utf-8", errors="replace") as f:
+            with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
                 for row in csv.DictReader(f, skipinitialspace=True):
                     row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
                     if row.get("Class_ID"):
@@ -213,7 +253,7 @@ class VGGFace2(ProtocolDataset):
                 if path is None:
                     continue
                 try:
-                    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+                    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
                         reader = csv.reader(f)
                         next(reader, None)
                         for row in reader:
@@ -231,3 +271,25 @@ class VGGFace2(ProtocolDataset):
             meta += [(k.lower(), info[c]) for k, c in (("name", "Name"), ("gender", "Gender")) if info.get(c)]
         meta += sorted(getattr(self, "_loose", {}).get(key, {}).items())
         return tuple(meta)
+
+
+class _LazyFolders(Mapping[str, list[str]]):
+    """identity -> image keys of every VGGFace2 identity folder, each folder listed on first access."""
+
+    def __init__(self, ds: VGGFace2) -> None:
+        self._ds = ds
+        self._where = ds._where_all
+        self._keys: dict[str, list[str]] = {}
+
+    def __getitem__(self, ident: str) -> list[str]:
+        if ident not in self._keys:
+            split = self._where[ident]
+            files, _ = list_files(self._ds.all_split_dirs[split] / ident)
+            self._keys[ident] = [self._ds._key(split, ident, f) for f in files]
+        return self._keys[ident]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)

@@ -38,7 +38,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bench.cache import ArrayCache, cache_root
+from bench.cache import ArrayCache, cache_root, valid_arrays
 from bench.errors import BenchError, ConfigError, ImageError, NoFaceError
 from bench.face import align as A
 from bench.types import AlignedFace, FaceDetection
@@ -147,6 +147,15 @@ def warp_antialiased(image: np.ndarray, matrix: np.ndarray, size: int,
     back = np.array([[1 / rx, 0, 0.5 / rx - 0.5 + x0], [0, 1 / ry, 0.5 / ry - 0.5 + y0], [0, 0, 1]], np.float64)
     composed = np.vstack([m, [0, 0, 1]]) @ back
     return A.warp(small, composed[:2], size, border)
+
+
+def _cached_geometry_ok(geo: dict[str, Any]) -> bool:
+    """A cached geometry is usable: a failure reason, or finite arrays of the shapes :meth:`FacePipeline.geometry`
+    writes (anything else is a bad cache entry, recomputed)."""
+    if "failed" in geo:
+        return isinstance(geo["failed"], str)
+    return isinstance(geo.get("score"), (int, float)) and valid_arrays(
+        geo, {"transform": (2, 3), "landmarks5": (5, 2), "box": (4,)}, optional={"landmarks68": (68, 2)}, finite=True)
 
 
 class FacePipeline:
@@ -258,7 +267,7 @@ class FacePipeline:
         """Align one RGB image; raises NoFaceError (cached too) when no face is found."""
         geo = None
         if self.cache is not None and sha256:
-            geo = self.cache.get(self._cache_key(sha256))
+            geo = self.cache.get(self._cache_key(sha256), validate=_cached_geometry_ok)
         if geo is None:
             with self._lock:
                 self.cache_misses += 1

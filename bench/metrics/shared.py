@@ -17,13 +17,14 @@ import contextvars
 import hashlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.cache import ArrayCache, cache_root
+from bench.cache import ArrayCache, cache_root, valid_arrays
 from bench.errors import BenchError, ConfigError, WeightsMissingError
 from bench.metrics.base import MetricUnavailable
 
@@ -178,6 +179,21 @@ def model_fingerprint(model: Any, extra: dict[str, Any] | None = None) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _signature(value: dict[str, Any]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    return tuple(sorted((k, np.shape(v)) for k, v in value.items()))
+
+
+def _consistent(found: dict[str, dict[str, Any]], path: Path) -> dict[str, dict[str, Any]]:
+    """The cached entries whose fields and shapes are those of most entries: the others are bad entries (misses)."""
+    sigs = {k: _signature(v) for k, v in found.items()}
+    if len(set(sigs.values())) <= 1:
+        return found
+    common = Counter(sigs.values()).most_common(1)[0][0]
+    log.warning("%s: %d cached output(s) differ in fields or shapes from the others; recomputing them", path,
+                sum(s != common for s in sigs.values()))
+    return {k: v for k, v in found.items() if sigs[k] == common}
+
+
 class CacheStats:
     """Counts of reused and computed originals, for the run summary."""
 
@@ -212,9 +228,18 @@ class OriginalsCache:
         """Outputs for ``keys`` (stacked arrays); ``compute(indices)`` is called once for the missing ones."""
         if not keys:
             return compute(np.zeros(0, np.int64))
-        found = self.store.get_many([self.prefix + k for k in keys]) if self.store is not None else {}
+        found = (self.store.get_many([self.prefix + k for k in keys], validate=valid_arrays)
+                 if self.store is not None else {})
+        found = _consistent(found, self.path)
         missing = np.array([i for i, k in enumerate(keys) if self.prefix + k not in found], np.int64)
         fresh = compute(missing) if len(missing) else {}
+        if fresh and found and _signature(next(iter(found.values()))) != _signature(
+                {name: np.asarray(v[0]) for name, v in fresh.items()}):
+            log.warning("%s: cached outputs of %s do not match fresh ones (fields or shapes); recomputing them",
+                        self.path, self.prefix.rstrip(":"))
+            found = {}
+            missing = np.arange(len(keys), dtype=np.int64)
+            fresh = compute(missing)
         if self.store is not None and len(missing):
             self.store.put_many({self.prefix + keys[int(i)]: {name: np.asarray(v[j]) for name, v in fresh.items()}
                                  for j, i in enumerate(missing)})

@@ -169,7 +169,7 @@ def plan_pool(config: RunConfig, dataset: Any, refs: list[ImageRef], shas: dict[
         disjoint = True
     else:
         pool_ds = dataset
-        candidates = dataset.pool_refs(refs)
+        candidates = dataset.pool_refs(refs, limit=config.pool_limit)
         if candidates is None:
             candidates, disjoint = list(refs), False
             source = (f"the evaluated images of {config.dataset} themselves - NOT identity-disjoint ({config.dataset} "
