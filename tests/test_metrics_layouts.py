@@ -17,7 +17,7 @@ def _rows(dataset: str, method: str, recognizers: dict[str, tuple[float, ...]], 
     def add(metric, value, model="", threshold=None, hib=False):
         rows.append({"dataset": dataset, "method": method, "variant": method, "metric": metric, "model": model,
                          "threshold": threshold, "value": value, "ci_low": value - 1, "ci_high": value + 1, "n": 100,
-                         "higher_is_better": hib, "run": f"{dataset}/{method}"})
+                         "higher_is_better": hib, "white_box": False, "run": f"{dataset}/{method}"})
 
     for j, (rec, ts) in enumerate(recognizers.items()):
         for i, t in enumerate(ts):
