@@ -225,6 +225,11 @@ def read_records(path: str | Path) -> pd.DataFrame:
     return df
 
 
+def _json_type(v: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if v is None else names.get(type(v), type(v).__name__)
+
+
 #: manifest keys `bench table` reads, with their JSON types
 _MANIFEST_KEYS: dict[str, type] = {"status": str, "image_list_hash": str, "resolved": dict}
 
@@ -245,12 +250,13 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
                           f"{damaged}") from None
     if not isinstance(m, dict):
-        raise ConfigError(f"{path}: a JSON {type(m).__name__}, not a run manifest (a JSON object); {damaged}")
+        raise ConfigError(f"{path}: a JSON {_json_type(m)}, not a run manifest (a JSON object); {damaged}")
     for key, typ in _MANIFEST_KEYS.items():
         if key not in m:
             raise ConfigError(f"{path}: missing key {key!r}; {damaged}")
         if not isinstance(m[key], typ):
-            raise ConfigError(f"{path}: {key!r} is a {type(m[key]).__name__}, not a {typ.__name__}; {damaged}")
+            raise ConfigError(f"{path}: {key!r} is a JSON {_json_type(m[key])}, not a JSON {_json_type(typ())}; "
+                              f"{damaged}")
     if not isinstance(m["resolved"].get("dataset"), str):
         raise ConfigError(f"{path}: missing key 'resolved.dataset' (a string); {damaged}")
     config = m.get("config", {})

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from bench.cli import cli
 from bench.metrics import layouts  # noqa: F401  (registers the paper's layouts)
-from bench.tables import LAYOUTS, Column, latex_escape
+from bench.tables import LAYOUTS, Column, latex_escape, read_records
 from bench.types import RECORD_COLUMNS
 
 FORMATS = ("md", "csv", "latex")
@@ -257,3 +257,132 @@ def test_real_runs_with_two_recognizers(tmp_path):
     for layout in sorted(LAYOUTS):
         for fmt in FORMATS:
             _check_every_cell(tmp_path, layout, fmt, ci=fmt == "csv")
+
+
+# -- item 2: runs left out are named -----------------------------------------------------------------------------------
+def _small(dataset: str = "demo", method: str = "blur") -> list[dict]:
+    return [r for r in _records(dataset, method, _Values()) if r["metric"] in ("ssim", "psnr")]
+
+
+def test_unfinished_and_failed_runs_are_named_and_skipped(tmp_path):
+    good = _write_run(tmp_path, _small(method="blur"))
+    running = _write_run(tmp_path, _small(method="noise"), status="running")  # stale records of an older run
+    no_records = _write_run(tmp_path, _small(method="pixelate"))
+    (no_records / "records.csv").unlink()
+    empty = _write_run(tmp_path, _small(method="mask"))
+    (empty / "records.csv").write_bytes(b"")
+    header_only = _write_run(tmp_path, _small(method="identity"))
+    (header_only / "records.csv").write_text(",".join(RECORD_COLUMNS) + "\n")
+
+    code, out, err = _table(str(tmp_path))
+    assert code == 0, err
+    assert "blur" in out and not any(m in out for m in ("noise", "pixelate", "mask", "identity"))
+    lines = err.splitlines()
+    assert len(lines) == 4, err
+    for run, why in ((running, "status 'running'"), (no_records, "no records.csv"), (empty, "records.csv is empty"),
+                     (header_only, "records.csv has no rows")):
+        assert any(ln.startswith(f"skipped {run}: ") and why in ln for ln in lines), (run, err)
+    assert str(good) not in err
+
+    # nothing left: non-zero exit, every skipped run named
+    for p in (good / "records.csv", good / "manifest.json"):
+        p.unlink()
+    good.rmdir()
+    code, out, err = _table(str(tmp_path))
+    assert code == 2 and out == ""
+    assert "nothing to tabulate" in err and all(str(r) in err for r in (running, no_records, empty, header_only))
+    code, out, err = _table(str(running))
+    assert code == 2 and err.count("\n") == 1 and str(running) in err and "status 'running'" in err
+
+
+def test_one_run_given_as_its_records_file(tmp_path):
+    run = _write_run(tmp_path, _small())
+    code, out, _ = _table(str(run / "records.csv"))
+    assert code == 0 and "blur" in out
+
+
+# -- item 3: crafted files give one line and exit code 2 ---------------------------------------------------------------
+def _good_csv() -> str:
+    return pd.DataFrame(_small(), columns=RECORD_COLUMNS).to_csv(index=False)
+
+
+def _edit(text: str, col: str, value: str, row: int = 0) -> str:
+    df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    df.loc[row, col] = value
+    return df.to_csv(index=False)
+
+
+CRAFTED_RECORDS = {
+    "direction maybe": (lambda t: _edit(t, "higher_is_better", "maybe"), ["row 1", "higher_is_better", "'maybe'"]),
+    "white_box yes": (lambda t: _edit(t, "white_box", "yes", 1), ["row 2", "white_box", "'yes'"]),
+    "value text": (lambda t: _edit(t, "value", "abc"), ["value", "'abc'", "not a number"]),
+    "value underscore": (lambda t: _edit(t, "value", "1_000"), ["value", "'1_000'", "not a number"]),
+    "n empty": (lambda t: _edit(t, "n", ""), ["column n", "empty"]),
+    "n negative": (lambda t: _edit(t, "n", "-3"), ["column n", "'-3'", "count"]),
+    "n fraction": (lambda t: _edit(t, "n", "2.5"), ["column n", "'2.5'", "count"]),
+    "threshold inf": (lambda t: _edit(t, "threshold", "inf"), ["threshold", "'inf'", "finite"]),
+    "ci_low text": (lambda t: _edit(t, "ci_low", "low"), ["ci_low", "'low'"]),
+    "ci half": (lambda t: _edit(t, "ci_high", ""), ["row 1", "ci_low/ci_high"]),
+    "empty metric": (lambda t: _edit(t, "metric", " "), ["column metric", "empty"]),
+    "unknown column": (lambda t: t.replace("white_box", "whitebox", 1), ["unknown column", "'whitebox'"]),
+    "missing column": (lambda t: pd.read_csv(io.StringIO(t)).drop(columns="value").to_csv(index=False),
+                       ["missing column", "value"]),
+    "ragged row": (lambda t: t + "demo,blur,blur,ssim,,,1,1,1,8,True,False,extra\n", ["not a readable records CSV"]),
+    "binary": (lambda t: "\x00\xff\xfe garbage", ["records.csv"]),
+    "duplicate record": (lambda t: t + t.splitlines()[1] + "\n", ["rows 1, 3", "'ssim'", "one value per metric"]),
+    "two datasets": (lambda t: _edit(t, "dataset", "lfw", 1), ["several datasets"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED_RECORDS))
+def test_crafted_records_are_refused_in_one_line(tmp_path, case):
+    edit, needles = CRAFTED_RECORDS[case]
+    run = _write_run(tmp_path, _small())
+    path = run / "records.csv"
+    text = edit(_good_csv())
+    if case == "binary":
+        path.write_bytes(b"\x00\xff\xfe\x80 garbage\n\xff,\x00\n")
+    else:
+        path.write_text(text)
+    code, out, err = _table(str(tmp_path))
+    assert code == 2 and out == "", (out, err)
+    assert err.startswith(f"error: {path}") and err.count("\n") == 1, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+
+
+CRAFTED_MANIFESTS = {
+    "invalid json": ("{status: complete", "invalid JSON"),
+    "empty": ("", "empty file"),
+    "list": ("[1, 2]", "a JSON array"),
+    "null": ("null", "a JSON null"),
+    "no status": (json.dumps({"image_list_hash": "h", "resolved": {"dataset": "demo"}}), "missing key 'status'"),
+    "no hash": (json.dumps({"status": "complete", "resolved": {"dataset": "demo"}}), "'image_list_hash'"),
+    "no dataset": (json.dumps({"status": "complete", "image_list_hash": "h", "resolved": {}}), "'resolved.dataset'"),
+    "resolved list": (json.dumps({"status": "complete", "image_list_hash": "h", "resolved": []}), "JSON array"),
+    "args list": (json.dumps({"status": "complete", "image_list_hash": "h", "resolved": {"dataset": "demo"},
+                              "config": {"method_args": ["x"]}}), "method_args"),
+    "odd status": (json.dumps({"status": "done?", "image_list_hash": "h", "resolved": {"dataset": "demo"}}),
+                   "unknown status 'done?'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED_MANIFESTS))
+def test_crafted_manifests_are_refused_in_one_line(tmp_path, case):
+    text, needle = CRAFTED_MANIFESTS[case]
+    run = _write_run(tmp_path, _small())
+    (run / "manifest.json").write_text(text)
+    code, out, err = _table(str(run))
+    assert code == 2 and out == "", (out, err)
+    assert err.startswith(f"error: {run / 'manifest.json'}: ") and err.count("\n") == 1, err
+    assert needle in err, err
+
+
+def test_records_without_the_white_box_column_still_load(tmp_path):
+    run = _write_run(tmp_path, _small())
+    df = pd.read_csv(run / "records.csv").drop(columns="white_box")
+    df.to_csv(run / "records.csv", index=False)
+    code, out, err = _table(str(run), "--format", "csv")
+    assert code == 0, err
+    assert "†" not in out and out.splitlines()[1].startswith("demo,blur,")
+    assert read_records(run / "records.csv")["white_box"].tolist() == [False, False]
