@@ -60,7 +60,7 @@ def _records(dataset: str, method: str, vals: _Values, white_box: str = "") -> l
             v, lo, hi = value, value, value
         rows.append({"dataset": dataset, "method": method, "variant": method, "metric": metric, "model": model,
                      "threshold": threshold, "value": v, "ci_low": lo, "ci_high": hi, "n": 20,
-                     "higher_is_better": hib, "white_box": model.split("@")[0] == white_box})
+                     "higher_is_better": hib, "white_box": bool(white_box) and model.split("@")[0] == white_box})
 
     for rec, (_, ts) in RECOGNIZERS.items():
         for t in ts:
@@ -386,3 +386,65 @@ def test_records_without_the_white_box_column_still_load(tmp_path):
     assert code == 0, err
     assert "†" not in out and out.splitlines()[1].startswith("demo,blur,")
     assert read_records(run / "records.csv")["white_box"].tolist() == [False, False]
+
+
+# -- item 4: decimals per metric, exact thresholds in labels -----------------------------------------------------------
+def test_decimals_per_metric_and_exact_threshold_labels(tmp_path):
+    base = {"dataset": "demo", "method": "noise", "variant": "noise", "ci_low": None, "ci_high": None, "n": 8,
+            "white_box": False}
+    rows = [
+        {**base, "metric": "threshold_far", "model": "sface@far1e-2", "threshold": 0.265802, "value": 0.265802,
+         "higher_is_better": False},
+        {**base, "metric": "reid", "model": "sface@far1e-2", "threshold": 0.265802, "value": 87.5,
+         "higher_is_better": False},
+        {**base, "metric": "reid", "model": "sface", "threshold": 0.3625, "value": 62.5, "higher_is_better": False},
+        {**base, "metric": "ids", "model": "sface", "threshold": 0.3625, "value": 12.54, "higher_is_better": False},
+        {**base, "metric": "psnr", "model": "", "threshold": None, "value": 31.2345, "higher_is_better": True},
+        {**base, "metric": "ssim", "model": "", "threshold": None, "value": 0.58281, "higher_is_better": True},
+        {**base, "metric": "lpips", "model": "alex", "threshold": None, "value": 0.12345, "higher_is_better": False},
+    ]
+    run = _write_run(tmp_path, rows)
+    code, out, err = _table(str(run), "--format", "csv")
+    assert code == 0, err
+    header, (row,) = _parse_csv(out)
+    cells = dict(zip(header, row))
+    assert cells["threshold_far sface@far1e-2@0.265802 ↓"] == "0.266"  # was 0.3
+    assert cells["reid sface@far1e-2@0.265802 ↓"] == "87.5"
+    assert cells["reid sface@0.3625 ↓"] == "62.5" and cells["ids sface@0.3625 ↓"] == "12.5"
+    assert cells["PSNR ↑"] == "31.23" and cells["SSIM ↑"] == "0.583" and cells["LPIPS alex ↓"] == "0.123"
+    code, out, _ = _table(str(run), "--layout", "privacy")
+    assert code == 0 and "cos≥0.3625" in out.splitlines()[0]
+
+
+# -- item 5: --bootstrap 0 ---------------------------------------------------------------------------------------------
+def test_records_without_intervals_render_in_every_format(tmp_path):
+    rows = _small()
+    for r in rows:
+        r["ci_low"] = r["ci_high"] = None
+    run = _write_run(tmp_path, rows)
+    assert all(line.split(",")[7:9] == ["", ""] for line in (run / "records.csv").read_text().splitlines()[1:])
+    for fmt in FORMATS:
+        code, out, err = _table(str(run), "--format", fmt, "--ci")
+        assert code == 0, err
+        assert "nan" not in out.lower() and "[" not in out
+        _, parsed = _parse(fmt, out)
+        (cells,) = parsed.values()
+        assert cells == [f"{rows[0]['value']:.3f}", f"{rows[1]['value']:.2f}"]
+
+
+@pytest.mark.slow
+def test_bootstrap_0_runs_every_default_metric_and_tabulates(tmp_path):
+    """`bench run --bootstrap 0` with every default metric that is available: no crash after the compute, empty
+    ci_low/ci_high cells in records.csv (not "nan"), and `bench table --ci` renders them in every format."""
+    res = CliRunner().invoke(cli, ["run", "-m", "blur", "-d", "demo", "--bootstrap", "0", "--out", str(tmp_path),
+                                   "--quiet"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    (path,) = tmp_path.rglob("records.csv")
+    rows = list(csv.DictReader(path.open()))
+    assert {"ssim", "psnr"} <= {r["metric"] for r in rows}
+    assert all(r["ci_low"] == "" and r["ci_high"] == "" for r in rows)
+    assert all(r["value"] not in ("", "nan") for r in rows)
+    for fmt in FORMATS:
+        code, out, err = _table(str(tmp_path), "--format", fmt, "--ci")
+        assert code == 0, err
+        assert "nan" not in out.lower() and " [" not in out
