@@ -601,8 +601,9 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def csv_escape(s: str) -> str:
     """A CSV cell that spreadsheet tools show as text, never run as a formula: a cell starting with ``= + - @``, tab or
     carriage return gets a leading single quote (the OWASP "CSV injection" advice) unless it is a plain number such as
-    -0.5; the table's own "-" for a missing value stays as it is."""
-    s = str(s)
+    -0.5; the table's own "-" for a missing value stays as it is. Line breaks become spaces, as in the other formats
+    (valid inside quotes, but many tools split rows there)."""
+    s = _one_line(s)
     if s.startswith(_FORMULA_START) and s != "-" and not _NUMBER.fullmatch(s):
         return "'" + s
     return s

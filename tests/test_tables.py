@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from bench.cli import cli
 from bench.metrics import layouts  # noqa: F401  (registers the paper's layouts)
-from bench.tables import LAYOUTS, Column, latex_escape, read_records
+from bench.tables import LAYOUTS, Column, csv_escape, latex_escape, md_escape, read_records
 from bench.types import RECORD_COLUMNS
 
 FORMATS = ("md", "csv", "latex")
@@ -448,3 +448,126 @@ def test_bootstrap_0_runs_every_default_metric_and_tabulates(tmp_path):
         code, out, err = _table(str(tmp_path), "--format", fmt, "--ci")
         assert code == 0, err
         assert "nan" not in out.lower() and " [" not in out
+
+
+# -- item 6: hostile labels --------------------------------------------------------------------------------------------
+HOSTILE = {
+    "html": "<img src=x onerror=alert(1)>",
+    "pipe": "a|b",
+    "newline": "line1\nline2\r\n",
+    "formula": '=HYPERLINK("http://x","y")',
+    "plus": "+1+2",
+    "minus": "-2+3",
+    "at": "@SUM(A1)",
+    "latex": r"\ $ % & _ # ^ ~ { }",
+    "markdown": "![p](http://e/p.png) [l](javascript:alert(1)) `c` *e* ~~s~~",
+}
+#: LaTeX escapes read back (independent of bench.tables)
+_LATEX_BACK = {r"\textbackslash{}": "\\", r"\textasciicircum{}": "^", r"\textasciitilde{}": "~", r"\textless{}": "<",
+               r"\textgreater{}": ">", r"\textbar{}": "|", r"\$": "$", r"\%": "%", r"\&": "&", r"\_": "_", r"\#": "#",
+               r"\{": "{", r"\}": "}", r"$\geq$": "≥", r"$\leq$": "≤", r"$\uparrow$": "↑", r"$\downarrow$": "↓"}
+
+
+def _latex_back(cell: str) -> str:
+    pattern = "|".join(map(re.escape, _LATEX_BACK))
+    rest = re.sub(pattern, "", cell)
+    assert not set(rest) & set("\\$%&_#^~{}"), (cell, rest)  # nothing special left unescaped
+    return re.sub(pattern, lambda m: _LATEX_BACK[m.group()], cell)
+
+
+def _hostile_runs(root: Path, h: str) -> tuple[str, list[str]]:
+    """A run whose dataset, folder label, method option and recogniser are all ``h``, beside a plain run: (the
+    hostile run's row label, the two run folders)."""
+    runs = []
+    for dataset, method, label, args in ((h, "folder", h, {"opt": h, "label": h}), ("celeba", "blur", "blur", {})):
+        rows = []
+        for metric, model, t, v in (("threshold_far", f"{h}@far1e-2", 0.25, 0.25), ("reid", h, 0.3, 50.0), ("ids", h, 0.3, 10.0), ("reid", f"{h}@far1e-2", 0.25, 60.0),
+                                    ("ids", f"{h}@far1e-2", 0.25, 20.0), ("ssim", "", None, -0.5)):
+            rows.append({"dataset": dataset, "method": method, "variant": label, "metric": metric, "model": model,
+                         "threshold": t, "value": v, "ci_low": None, "ci_high": None, "n": 8,
+                         "higher_is_better": metric == "ssim", "white_box": False})
+        runs.append(str(_write_run(root, rows, method_args=args, list_hash=dataset, name=method)))
+    return f"{h} [opt={h}]", runs  # the row label: the folder label and the options that tell rows apart
+
+
+def _one_line(s: str) -> str:
+    return re.sub(r"[\x00-\x1f]+", " ", s)
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_labels_in_markdown_render_inert(tmp_path, case):
+    markdown_it = pytest.importorskip("markdown_it")
+    h = HOSTILE[case]
+    label, runs = _hostile_runs(tmp_path, h)
+    for layout in ("auto", "privacy-far"):
+        code, out, err = _table(*runs, "--layout", layout)
+        assert code == 0, err
+        page = markdown_it.MarkdownIt("commonmark").enable("table").render(out)
+        for tag in ("<img", "<a ", "<code", "<em", "<strong", "<s>", "<del", "<script"):
+            assert tag not in page, (tag, page)
+        rows = re.findall(r"<tr>(.*?)</tr>", page, re.DOTALL)
+        heads = [html.unescape(c) for c in re.findall(r"<th[^>]*>(.*?)</th>", rows[0], re.DOTALL)]
+        cells = [[html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.DOTALL)] for r in rows[1:]]
+        assert len(cells) == 2 and all(len(r) == len(heads) for r in cells), page
+        assert heads[:2] == ["dataset", "method"]
+        assert [r[:2] for r in cells] == [[_one_line(h).strip(), _one_line(label).strip()], ["celeba", "blur"]]
+        assert cells[0][2:] == cells[1][2:] or layout == "auto"  # the same numbers in both runs
+        assert all(_one_line(h).strip() in x for x in heads[2:] if "SSIM" not in x), heads
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_labels_in_csv_are_not_formulas(tmp_path, case):
+    h = HOSTILE[case]
+    label, runs = _hostile_runs(tmp_path, h)
+
+    def expected(s: str) -> str:
+        s = _one_line(s)
+        return "'" + s if s[:1] in ("=", "+", "-", "@") else s
+
+    for layout in ("auto", "privacy-far"):
+        code, out, err = _table(*runs, "--layout", layout, "--format", "csv")
+        assert code == 0, err
+        header, rows = _parse_csv(out)
+        assert len(rows) == 2 and all(len(r) == len(header) for r in rows)
+        assert rows[0][:2] == [expected(h), expected(label)] and rows[1][:2] == ["celeba", "blur"]
+        if layout == "privacy-far":
+            assert header[2] == expected(f"{h} FAR 1e-2 ↓") and rows[0][2] == "(60.0, 20.0)"
+        else:
+            assert rows[0][header.index("SSIM ↑")] == "-0.500"  # a negative number stays a number
+        for cell in header + rows[0]:
+            assert not cell.startswith(("=", "+", "@", "\t", "\r")) and (cell == "-0.500" or cell[:1] != "-"), cell
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_labels_in_latex_are_escaped(tmp_path, case):
+    h = HOSTILE[case]
+    label, runs = _hostile_runs(tmp_path, h)
+    for layout in ("auto", "privacy-far"):
+        code, out, err = _table(*runs, "--layout", layout, "--format", "latex")
+        assert code == 0, err
+        lines = out.splitlines()
+        body = lines[lines.index(r"\midrule") + 1:lines.index(r"\bottomrule")]
+        assert len(body) == 4, body  # two dataset lines, two rows: no label broke a line
+        datasets = [ln for ln in body if ln.startswith(r"\multicolumn")]
+        ncol = len(re.split(r"(?<!\\)&", body[1]))
+        prefix = rf"\multicolumn{{{ncol}}}{{l}}{{\textit{{"
+        assert datasets[0].startswith(prefix) and datasets[0].endswith(r"}} \\")
+        assert _latex_back(datasets[0][len(prefix):-len(r"}} \\")]) == _one_line(h)
+        rows = [ln for ln in body if not ln.startswith(r"\multicolumn")]
+        ncells = {len(re.split(r"(?<!\\)&", ln)) for ln in rows}
+        assert len(ncells) == 1, rows
+        assert _latex_back(re.split(r"(?<!\\)&", rows[0])[0].strip()) == _one_line(label).strip()
+        head = [c.strip() for c in re.split(r"(?<!\\)&", lines[lines.index(r"\midrule") - 1].removesuffix(r" \\"))]
+        assert len(head) in ncells and all(_latex_back(c) for c in head)
+        if layout == "privacy-far":
+            group = lines[lines.index(r"\toprule") + 1].removesuffix(r" \\").split("&", 1)[1].strip()
+            assert _latex_back(group) == _one_line(h).strip()
+
+
+def test_escape_functions():
+    assert md_escape("<img src=x onerror=alert(1)>") == "&lt;img src=x onerror=alert(1)&gt;"
+    assert md_escape("a|b\nc") == r"a\|b c" and md_escape("blur [sigma=12]") == "blur [sigma=12]"
+    assert csv_escape("-0.5") == "-0.5" and csv_escape("-") == "-" and csv_escape("1e-3") == "1e-3"
+    assert csv_escape("=1+2") == "'=1+2" and csv_escape("-2+3") == "'-2+3" and csv_escape("@x") == "'@x"
+    assert latex_escape(r"\ $ % & _ # ^ ~ { }") == (r"\textbackslash{} \$ \% \& \_ \# \textasciicircum{} "
+                                                    r"\textasciitilde{} \{ \}")
