@@ -461,7 +461,7 @@ class Table:
     columns: list[Column]
     parts: dict[tuple[RowKey, int], list[str]]
     shown: dict[tuple[RowKey, int], tuple[float, ...]]
-    better: list[tuple[bool, ...]]
+    better: list[tuple[bool | None, ...]]  # per number of a cell: higher is better (None: no record anywhere)
     white_box: bool = False
 
     def cell(self, row: RowKey, i: int) -> str:
@@ -474,22 +474,6 @@ class Table:
         c = self.columns[i]
         arrow = _arrow(self.better[i])
         return f"{c.group + ' ' if group and c.group else ''}{c.label} {arrow}"
-
-    def frame(self) -> pd.DataFrame:
-        """Display strings as a DataFrame (index: dataset, method; columns: headers, made unique)."""
-        headers = _unique([self.header(i) for i in range(len(self.columns))])
-        index = pd.MultiIndex.from_tuples(self.rows, names=["dataset", "method"])
-        data = [[self.cell(r, i) for i in range(len(self.columns))] for r in self.rows]
-        return pd.DataFrame(data, index=index, columns=headers)
-
-
-def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(n if seen[n] == 1 else f"{n} ({seen[n]})")
-    return out
 
 
 def _row_label(sub: pd.DataFrame) -> str:

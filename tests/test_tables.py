@@ -571,3 +571,24 @@ def test_escape_functions():
     assert csv_escape("=1+2") == "'=1+2" and csv_escape("-2+3") == "'-2+3" and csv_escape("@x") == "'@x"
     assert latex_escape(r"\ $ % & _ # ^ ~ { }") == (r"\textbackslash{} \$ \% \& \_ \# \textasciicircum{} "
                                                     r"\textasciitilde{} \{ \}")
+
+
+def test_latex_bolds_every_displayed_best_and_nothing_alone(tmp_path):
+    """Bold is a claim: it marks every value that is shown as the best (ties after rounding), only where two or more
+    rows compete, and the arrow follows the records even when a run lacks the metric."""
+    base = {"dataset": "demo", "model": "sface", "threshold": 0.3, "ci_low": None, "ci_high": None, "n": 8,
+            "higher_is_better": False, "white_box": False}
+    runs = []
+    for method, reid, ids in (("a", 12.34, 40.0), ("b", 12.31, 30.0), ("c", 50.0, None)):
+        rows = [{**base, "method": method, "variant": method, "metric": "reid", "value": reid}]
+        if ids is not None:
+            rows.append({**base, "method": method, "variant": method, "metric": "ids", "value": ids})
+        runs.append(str(_write_run(tmp_path, rows)))
+    code, out, err = _table(*runs, "--format", "latex")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert r"ids sface@0.3 $\downarrow$" in out  # c has no ids record: the arrow comes from a and b
+    assert r"a & \textbf{12.3} & 40.0 \\" in lines and r"b & \textbf{12.3} & \textbf{30.0} \\" in lines
+    assert r"c & 50.0 & - \\" in lines
+    code, out, _ = _table(runs[2], "--format", "latex")
+    assert code == 0 and r"\textbf" not in out
