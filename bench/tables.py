@@ -19,6 +19,7 @@ import html
 import io
 import json
 import math
+import numbers
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -94,7 +95,6 @@ def _fmt(value: float, decimals: int) -> str:
 # -- reading run folders ----------------------------------------------------------------------------------------------
 #: records.csv columns that may be absent (written before they existed) and their value then
 _OPTIONAL_COLUMNS = {"white_box": False}
-_TEXT_REQUIRED = ("dataset", "method", "metric")  # non-empty text
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _INF = re.compile(r"[+-]?inf(?:inity)?", re.IGNORECASE)
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
@@ -118,7 +118,7 @@ def _parse_number(v: Any, *, missing_ok: bool, inf_ok: bool) -> float:
         raise ValueError("is empty (a number is required)")
     if isinstance(v, bool) or type(v).__name__ == "bool_":
         raise ValueError("is not a number")
-    if isinstance(v, (int, float)) or type(v).__module__ == "numpy":
+    if isinstance(v, numbers.Real):  # Python and numpy numbers of an in-memory DataFrame
         out = float(v)
     else:
         s = str(v).strip()
@@ -400,8 +400,8 @@ def collect_runs(run_dirs: list[Path], allow_mixed: bool = False) -> pd.DataFram
 
 # -- layouts ----------------------------------------------------------------------------------------------------------
 def _by_metric(df: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
-    """Records as dicts grouped by metric: selecting cells from these is ~100x faster than boolean-indexing a
-    DataFrame per cell (a 50-run x 100-column table takes milliseconds instead of seconds)."""
+    """Records as dicts grouped by metric: selecting cells from these is far faster than boolean-indexing a
+    DataFrame per cell (measured: 4 runs x 51 auto columns rendered in 0.06 s instead of 3.2 s)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for r in df.to_dict("records"):
         out.setdefault(r["metric"], []).append(r)
