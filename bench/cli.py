@@ -207,10 +207,13 @@ def _load_layouts() -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to a file.")
 def table_cmd(runs: tuple[str, ...], fmt: str, layout: str, ci: bool, allow_mixed: bool, output: str | None) -> None:
     """Pivot the records of run folders (or folders containing runs) into a table."""
-    from bench.tables import collect_runs, find_run_dirs, render
+    from bench.tables import gather_runs, render
 
     _load_layouts()
-    df = collect_runs(find_run_dirs(list(runs)), allow_mixed=allow_mixed)
+    collected = gather_runs(list(runs), allow_mixed=allow_mixed)
+    df = collected.require_records()  # nothing left: an error that names every skipped run
+    for skipped in collected.skipped:
+        click.echo(f"skipped {skipped}", err=True)
     text = render(df, layout, fmt, ci)
     if output:
         from bench.imageio import atomic_write_bytes

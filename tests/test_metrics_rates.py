@@ -255,3 +255,22 @@ def test_identity_records_carry_intervals(toy):
     for r in recs:
         if r.metric != "threshold_far":
             assert r.ci_low is not None and r.ci_low <= r.value <= r.ci_high and r.n > 0
+
+
+def test_bootstrap_zero_means_no_intervals_for_every_rate(toy):
+    """--bootstrap 0 ("no intervals"): every identity record and both interval helpers give NaN, never a crash."""
+    from bench.metrics.rates import RateBootstrap
+    from bench.metrics.stats import mean_record
+
+    assert all(np.isnan(binary_bootstrap_ci(k, 10, seed=0, n_boot=0)).all() for k in (0, 3, 10))
+    assert all(np.isnan(RateBootstrap(seed=0, n_boot=0).ci(np.array([1.0, 0.0, 1.0]))))
+    assert all(np.isnan(bootstrap_ci(np.ones(5), seed=0, n_boot=0)))
+    ex, ez, codes = toy
+    ctx = MetricContext(keys=["0", "1", "2"], identities=np.zeros(3), seed=0, n_bootstrap=0)
+    recs = identity_records("toy", "cosine", (0.5,), (0.4,), ex, ez, codes, ctx)
+    assert {"reid", "ids", "tar_originals", "far_pairs_originals"} <= {r.metric for r in recs}
+    for r in recs + [rate_record("x", np.array([1, 0, 1]), seed=0, higher_is_better=True, n_boot=0),
+                     mean_record("y", np.array([0.5, 0.7]), seed=0, higher_is_better=True, n_boot=0)]:
+        assert r.ci_low is None or np.isnan(r.ci_low), r
+        assert r.ci_high is None or np.isnan(r.ci_high), r
+        assert np.isfinite(r.value)

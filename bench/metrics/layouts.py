@@ -78,7 +78,7 @@ def privacy_far(df: pd.DataFrame) -> list[Column]:
     models = sorted({m for m in df.loc[df["metric"] == "threshold_far", "model"].dropna() if "@" in m})
     cols = []
     for label in models:
-        name, _, far = label.partition("@")
+        name, _, far = label.rpartition("@")  # the FAR tag is the last "@" part, whatever the recogniser is called
         cols.append(Column(far.replace("far", "FAR "), "reid", label, None, pair="ids", group=_display(name)))
     return cols
 

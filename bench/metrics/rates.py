@@ -182,8 +182,10 @@ def binary_bootstrap_ci(k: int, n: int, seed: int, n_boot: int = 1000, level: fl
 
     Resampling n binary items with replacement draws Binomial(n, k/n) ones, so the bootstrap distribution is drawn
     directly from the binomial: the same interval as index resampling, at no cost for millions of pairs.
+    ``(nan, nan)`` when there is nothing to resample (``n == 0``) or intervals are switched off (``n_boot < 1``,
+    ``--bootstrap 0``); records.csv then holds empty ci_low/ci_high cells.
     """
-    if n == 0:
+    if n == 0 or n_boot < 1:
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     draws = rng.binomial(n, k / n, size=n_boot) / n
