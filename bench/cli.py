@@ -96,19 +96,21 @@ def cli(verbose: int) -> None:
 
 
 # -- bench ls -----------------------------------------------------------------------------------------------------------
-_KINDS = ("methods", "datasets", "metrics", "models")
+_KINDS = ("methods", "datasets", "metrics", "models", "layouts")
 
 
 @cli.command("ls")
 @click.argument("kind", type=click.Choice(_KINDS), required=False)
 def ls_cmd(kind: str | None) -> None:
-    """List registered methods, datasets, metrics or models with one-line docs."""
+    """List registered methods, datasets, metrics, models or table layouts with one-line docs."""
     from bench.datasets import DATASETS
     from bench.methods import METHODS
     from bench.metrics import METRICS
     from bench.models import MODELS
+    from bench.tables import LAYOUTS
 
-    registries = {"methods": METHODS, "datasets": DATASETS, "metrics": METRICS, "models": MODELS}
+    registries = {"methods": METHODS, "datasets": DATASETS, "metrics": METRICS, "models": MODELS,
+                  "layouts": LAYOUTS}
     for k in [kind] if kind else _KINDS:
         reg = registries[k]
         click.secho(f"{k} ({len(reg)})", bold=True)
@@ -175,7 +177,6 @@ def run_cmd(ctx: click.Context, config_file: str | None, fmt: str, quiet: bool, 
                    f"{result.run_dir / 'per_image.csv'})", err=True)
         ctx.exit(1)
     if not result.records.empty:
-        _load_layouts()
         records = collect_runs([result.run_dir])
         for layout in ("summary", "utility", "auto"):  # the first of the paper's shapes that has columns
             try:
@@ -185,15 +186,6 @@ def run_cmd(ctx: click.Context, config_file: str | None, fmt: str, quiet: bool, 
             click.echo(f"\n{layout} table (all numbers: `bench table {result.run_dir} --layout auto`)\n")
             click.echo(text)
             break
-
-
-def _load_layouts() -> None:
-    """Import the module that registers the paper's table layouts (privacy, utility, summary)."""
-    try:
-        importlib.import_module("bench.metrics.layouts")
-    except ModuleNotFoundError as exc:
-        if exc.name != "bench.metrics.layouts":
-            raise
 
 
 # -- bench table --------------------------------------------------------------------------------------------------------
@@ -209,7 +201,6 @@ def table_cmd(runs: tuple[str, ...], fmt: str, layout: str, ci: bool, allow_mixe
     """Pivot the records of run folders (or folders containing runs) into a table."""
     from bench.tables import gather_runs, render
 
-    _load_layouts()
     collected = gather_runs(list(runs), allow_mixed=allow_mixed)
     df = collected.require_records()  # nothing left: an error that names every skipped run
     for skipped in collected.skipped:

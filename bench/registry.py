@@ -190,6 +190,8 @@ class Registry(Generic[T]):
             raise TypeError(f"{self.kind} {entry.name!r} -> {obj!r} is not a subclass of {self.base.__name__}")
         return obj
 
+    __getitem__ = get
+
     def build(self, name: str, /, *args: Any, **overrides: Any) -> Any:
         """Call the target with the entry's defaults updated by ``overrides``; the result's ``name`` is the entry's.
 

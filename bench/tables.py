@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import ConfigError
+from bench.registry import Registry
 from bench.types import RECORD_COLUMNS
 
 __all__ = [
@@ -343,10 +344,6 @@ def _load_run(d: Path) -> tuple[pd.DataFrame, dict[str, Any] | None] | str:
     return df, manifest
 
 
-#: method options that do not distinguish rows (paths, the display label itself)
-_UNSHOWN_ARGS = {"label", "root", "checkpoint"}
-
-
 def gather_runs(paths: Iterable[str | Path], allow_mixed: bool = False) -> CollectedRuns:
     """Records of every run folder under ``paths`` (:func:`find_run_dirs`); unfinished or failed runs are skipped with
     their reason; runs on different image lists of one dataset are refused unless ``allow_mixed``."""
@@ -360,10 +357,11 @@ def gather_runs(paths: Iterable[str | Path], allow_mixed: bool = False) -> Colle
         df, m = loaded
         if m is not None:
             lists.setdefault(m["resolved"]["dataset"], {})[str(d)] = m["image_list_hash"]
-            # options given on the command line are part of the row name: "blur [sigma=12]"
-            args = {k: v for k, v in m.get("config", {}).get("method_args", {}).items() if k not in _UNSHOWN_ARGS}
-            if args:
-                df["variant"] = df["variant"] + " [" + ", ".join(f"{k}={v}" for k, v in sorted(args.items())) + "]"
+            # the method's row label: its display name plus the options given on the command line, e.g.
+            # "blur [sigma=12]" (Method.row_label, recorded by the runner)
+            label = m.get("row_label")
+            if isinstance(label, str) and label:
+                df["variant"] = label
         df["run"] = str(d)
         frames.append(df)
         runs.append(d)
@@ -437,8 +435,17 @@ def auto_layout(df: pd.DataFrame) -> list[Column]:
     return cols
 
 
-#: name -> function(records) -> columns. Metric modules add the paper's layouts (privacy, utility, summary).
-LAYOUTS: dict[str, Callable[[pd.DataFrame], list[Column]]] = {"auto": auto_layout}
+#: name -> function(records) -> columns. Plugins add layouts through the ``bench.layouts`` entry-point group.
+LAYOUTS: Registry = Registry("layout", group="bench.layouts")
+LAYOUTS.register("auto", auto_layout, doc="One column per (metric, model, threshold) found in the records.")
+_PAPER = "bench.metrics.layouts"
+LAYOUTS.register("privacy", f"{_PAPER}:privacy", doc="Table 1: (ReID, IDS) per recogniser x fixed threshold.")
+LAYOUTS.register("privacy-far", f"{_PAPER}:privacy_far",
+                 doc="(ReID, IDS) per recogniser at the thresholds calibrated at FAR 1e-2 / 1e-3.")
+LAYOUTS.register("adaface", f"{_PAPER}:adaface", doc="Table 2: ReID and IDS under AdaFace.")
+LAYOUTS.register("utility", f"{_PAPER}:utility", doc="Table 3: attribute agreements, LPIPS, SSIM.")
+LAYOUTS.register("summary", f"{_PAPER}:summary",
+                 doc="Table 7 (and 4-6): (ReID, IDS) at the strictest thresholds, Attribute, LPIPS, SSIM.")
 
 
 #: appended to a value whose recogniser the method itself used (a white-box number; records.csv column white_box)

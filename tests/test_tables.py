@@ -92,6 +92,11 @@ def _write_run(root: Path, rows: list[dict], *, list_hash: str = "h" * 64, statu
     pd.DataFrame(rows, columns=RECORD_COLUMNS).to_csv(run / "records.csv", index=False)
     manifest = {"status": status, "image_list_hash": list_hash, "resolved": {"dataset": ds},
                 "config": {"method_args": method_args or {}}}
+    if method_args:  # what the runner records: Method.row_label (the `folder` method leaves out label and root)
+        shown = {k: v for k, v in method_args.items() if k not in ("label", "root")}
+        base = method_args.get("label") or rows[0]["variant"]
+        manifest["row_label"] = base + (" [" + ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) + "]"
+                                        if shown else "")
     (run / "manifest.json").write_text(json.dumps(manifest))
     return run
 

@@ -11,7 +11,7 @@
   (cos 0.35, L2 0.9: Table 4's "Full Model" row matches Table 1's "Ours" there), Attribute, LPIPS, SSIM; one block
   per dataset.
 
-Importing this module registers the layouts; it needs only pandas (``bench table`` stays light).
+The layouts are registered (lazily) in :data:`bench.tables.LAYOUTS`; this module needs only pandas.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.metrics.protocol import L2_RECOGNIZERS, strictest
-from bench.tables import LAYOUTS, Column
+from bench.tables import Column
 
 __all__ = ["DISPLAY_NAMES", "adaface", "privacy", "privacy_far", "summary", "utility"]
 
@@ -121,7 +121,3 @@ def summary(df: pd.DataFrame) -> list[Column]:
             t = strictest(name, _thresholds(df, name))
             cols.append(Column(_display(name), "reid", name, t, pair="ids"))
     return cols + [Column("Attribute", "attribute", None, None), _lpips_column(df), Column("SSIM", "ssim", None, None)]
-
-
-LAYOUTS.update({"privacy": privacy, "privacy-far": privacy_far, "adaface": adaface, "utility": utility,
-                "summary": summary})
