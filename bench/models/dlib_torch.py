@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -281,6 +282,7 @@ class DlibResNetTorch(Recognizer):
         self.path = Path(weight_path("dlib-resnet", explicit=weights))
         self.weight_files["dlib-resnet"] = str(self.path)
         self._module: Any = None
+        self._lock = threading.Lock()
         self._reference = DlibResNet(device="cpu", batch_size=batch_size, weights=str(self.path)) \
             if backend == "dlib-bin" else None
 
@@ -294,17 +296,18 @@ class DlibResNetTorch(Recognizer):
         Frozen (parameters do not require gradients) and in eval mode; gradients w.r.t. the input flow when the
         input requires them. One private copy per recogniser instance, so hooks added by callers stay local.
         """
-        if self._module is None:
-            import copy
+        with self._lock:
+            if self._module is None:
+                import copy
 
-            import torch
+                import torch
 
-            net = _load(str(self.path), self.path.stat().st_mtime)
-            # channels-last: about 1.3x faster on this CPU at batch 32, the same numbers
-            module = copy.deepcopy(net).to(self.device, memory_format=torch.channels_last).eval()
-            for p in module.parameters():
-                p.requires_grad_(False)
-            self._module = module
+                net = _load(str(self.path), self.path.stat().st_mtime)
+                # channels-last: about 1.3x faster on this CPU at batch 32, the same numbers
+                module = copy.deepcopy(net).to(self.device, memory_format=torch.channels_last).eval()
+                for p in module.parameters():
+                    p.requires_grad_(False)
+                self._module = module
         return self._module
 
     def last_conv_name(self) -> str:
