@@ -45,6 +45,8 @@ _reg("sface", "bench.models.sface:SFace", doc="SFace 128-d recogniser, cosine 0.
      tags=("recognizer", "offline"))
 _reg("dlib", "bench.models.dlib_recognizer:DlibResNet",
      doc="dlib ResNet 128-d recogniser, L2 (face_recognition_models).", tags=("recognizer", "offline"))
+_reg("dlib-torch", "bench.models.dlib_torch:DlibResNetTorch", tags=("recognizer", "offline"),
+     doc="dlib ResNet 128-d recogniser ported to torch (same .dat; batched, CUDA, differentiable), L2.")
 _reg("arcface", "bench.models.arcface:ArcFace", pack="buffalo_l",
      doc="ArcFace IResNet-50 / WebFace600K (insightface buffalo_l w600k_r50), cosine 0.30 / 0.35.",
      tags=("recognizer",))
