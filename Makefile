@@ -31,7 +31,7 @@ test: setup
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): treated as a failure" >&2; fi; exit $$rc
 
 lint: setup
-	$(BIN)/python -m ruff check bench tests
+	$(BIN)/python -m ruff check bench tests benchmarks
 
 clean-venv:
 	rm -rf $(VENV)

@@ -2,7 +2,7 @@
 
 Each subcommand lives with the code it measures and is imported only when it runs:
 ``preprocess`` (face pipeline, cold vs warm cache), ``metrics`` (the metric suite, cold vs warm embedding cache),
-``method`` (a method's images/s and peak memory). ``bench bench-models`` measures single models.
+``method`` (a method's images/s and peak memory), ``models`` (images/s of every available face model).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ _SUBCOMMANDS = {
     "preprocess": ("bench.datasets.benchmark:preprocess", "Images/s of the face pipeline, cold and warm cache."),
     "metrics": ("bench.metrics.benchmark:metrics", "Images/s of the metric suite, cold and warm embedding cache."),
     "method": ("bench.methods.benchmark:method", "Images/s and peak memory of a method."),
+    "models": ("bench.models.benchmark:bench_models", "Images/s of every available face model."),
 }
 
 

@@ -19,10 +19,9 @@ from bench.errors import BenchError
 # name -> ("module:attr", short help). Imported only when the command runs (or its own --help is asked for).
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "weights": ("bench.models.cli:weights", "List, fetch and verify model weights."),
-    "bench-models": ("bench.models.benchmark:bench_models", "Print images/s of every available face model."),
     "train": ("bench.methods.ours.gan.cli:train", "Train the paper's conditional generator (GPU recommended)."),
     "train-attributes": ("bench.train_attributes:train_attributes", "Train ethnicity/makeup attribute classifiers."),
-    "benchmark": ("bench.benchmarks:benchmark", "Measure the speed of the pipeline stages and metric suite."),
+    "benchmark": ("bench.benchmarks:benchmark", "Measure speed: face models, pipeline stages, metric suite, methods."),
 }
 
 

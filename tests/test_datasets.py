@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from bench.datasets import DATASETS
-from bench.datasets.protocols import group_pairs, identity_order, image_order, interleave, order_groups
+from bench.datasets.subsets import group_pairs, identity_order, image_order, interleave, order_groups
 from bench.errors import ConfigError, DataError
 
 

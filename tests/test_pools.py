@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.datasets import DATASETS
-from bench.datasets.protocols import group_pairs, pool_identities
+from bench.datasets.subsets import group_pairs, pool_identities
 from bench.types import ImageRef
 
 

@@ -418,7 +418,7 @@ def test_missing_weights_name_file_url_and_target(isolated_caches: Path, name: s
     assert str(isolated_caches / "bench" / "weights" / filename) in msg
 
 
-# -- bench bench-models -----------------------------------------------------------------------------------------------
+# -- bench benchmark models --------------------------------------------------------------------------------------------
 def test_bench_models_prints_images_per_second(isolated_caches: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import re
 

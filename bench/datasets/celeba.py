@@ -13,7 +13,7 @@ absent on disk are skipped (a partial copy is fine); files on disk but not liste
 Options: ``split`` = ``all`` (default), ``train``, ``val`` or ``test`` (the official identity-disjoint partition:
 ``list_eval_partition.txt`` when present, otherwise its published index ranges 1-162,770 / 162,771-182,637 /
 182,638-202,599). Protocols: ``all`` (every image of the split) and ``multi`` (identities with more than one image),
-both in the interleaved order of :mod:`bench.datasets.protocols`. Attribute labels (when the file is present) and the
+both in the interleaved order of :mod:`bench.datasets.subsets`. Attribute labels (when the file is present) and the
 split are attached to every image as metadata.
 """
 
@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bench.datasets.protocols import ProtocolDataset, find_file, list_files, read_lines, unique_entries
+from bench.datasets.subsets import ProtocolDataset, find_file, list_files, read_lines, unique_entries
 from bench.errors import DataError
 
 __all__ = ["SPLITS", "CelebA", "CelebAAnnotations", "partition_of_index", "read_attributes", "read_identities", "read_partition"]

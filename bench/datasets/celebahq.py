@@ -26,7 +26,7 @@ Protocols:
 * ``test``: the 2,824 official test-partition images only.
 * ``all`` / ``multi``: every image of the split / of its identities with more than one image.
 
-All orders follow :mod:`bench.datasets.protocols` (seeded identity order, per-identity image order, interleaving).
+All orders follow :mod:`bench.datasets.subsets` (seeded identity order, per-identity image order, interleaving).
 Metadata per image: ``split``, ``celeba_file`` and, when the annotation file is present, ``attributes``.
 """
 
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bench.datasets.celeba import CelebAAnnotations, anno_folders, read_identities
-from bench.datasets.protocols import (
+from bench.datasets.subsets import (
     ALL,
     MULTI,
     Protocol,

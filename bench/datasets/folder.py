@@ -6,7 +6,7 @@ labels=FILE``) of ``<relative path> <identity> [...]`` lines (``#`` comments all
 instead and files it does not list are skipped.
 
 Which files count: every regular file under the root except hidden files and annotation files (``.txt``, ``.csv``,
-``.json``, ... see :data:`bench.datasets.protocols.IGNORED_SUFFIXES`). A file that is not a readable image (a text
+``.json``, ... see :data:`bench.datasets.subsets.IGNORED_SUFFIXES`). A file that is not a readable image (a text
 file named ``.jpg``, a truncated JPEG, a zero-byte file) stays in the list and becomes a per-image failure with its
 reason in the run summary, so nothing disappears silently.
 
@@ -15,7 +15,7 @@ person; point ``--data-root`` one level lower or add a ``labels.txt`` (which may
 
 Options: ``split=NAME`` uses the sub-folder ``ROOT/NAME`` as the tree (e.g. ``--pool-root data --pool-split pool``
 for a delegate pool). Protocols: ``all`` (default) and ``multi`` (identities with more than one image), in the
-interleaved protocol order of :mod:`bench.datasets.protocols`.
+interleaved protocol order of :mod:`bench.datasets.subsets`.
 
 Default delegate pool: the people outside the protocol subset - with ``protocol=multi``, the people (folders and loose
 files) with a single image; with ``all``, none (every person is evaluated, so a run needs ``--pool-root`` or
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bench.datasets.protocols import ProtocolDataset, list_files, read_lines, unique_entries
+from bench.datasets.subsets import ProtocolDataset, list_files, read_lines, unique_entries
 from bench.errors import DataError
 
 __all__ = ["Folder", "read_labels"]

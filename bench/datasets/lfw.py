@@ -11,7 +11,7 @@ Protocols:
 
 * ``paper`` (default): **5,000 images from the identities with more than one image** (the paper, Section 4: "1,680
   identities have more than one image and we use a subset of 5,000 images from them"), taken as the first 5,000
-  images of the interleaved protocol order of those 1,680 people (seeded, :mod:`bench.datasets.protocols`): every
+  images of the interleaved protocol order of those 1,680 people (seeded, :mod:`bench.datasets.subsets`): every
   selected person contributes at least two images, and as many people as possible are included.
 * ``multi``: every image of the identities with more than one image (9,164 images).
 * ``all``: all 13,233 images.
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 from bench.datasets.download import Archive, Mirror, datasets_dir, fetch_archive, fetch_file, mirrors_text
-from bench.datasets.protocols import (
+from bench.datasets.subsets import (
     ALL,
     MULTI,
     Protocol,

@@ -17,7 +17,7 @@ Protocols:
 * ``paper`` (default): **5,000 images = 1,000 identities x 5 images** (the paper, Section 4: "a subset of 5,000
   images from 1,000 identities"). The official test split has only 500 identities, so the 1,000 are: all test
   identities with at least 5 images, then training identities, each group in seeded identity order; 5 images per
-  identity in seeded per-identity order (:mod:`bench.datasets.protocols`). A copy with only the test split gives
+  identity in seeded per-identity order (:mod:`bench.datasets.subsets`). A copy with only the test split gives
   500 x 5 = 2,500 images, and says so in the run manifest.
 * ``all`` / ``multi``: every image of the split (``--dataset-arg split=train|test``; a split given alone, e.g. for a
   delegate pool with ``--pool-split train``, selects ``all``).
@@ -36,7 +36,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from bench.datasets.protocols import (
+from bench.datasets.subsets import (
     ALL,
     MULTI,
     Protocol,
@@ -200,7 +200,7 @@ class VGGFace2(ProtocolDataset):
     def pool_groups(self) -> Mapping[str, Sequence[str]]:
         """Identity folders of both splits, whatever the ``split`` option, listed only when the pool needs them: a
         pool of ``limit`` images lists about ``limit / 2`` of the 9,131 folders (see
-        :func:`~bench.datasets.protocols.pool_order`); without ``limit`` every folder is listed (3.3M files)."""
+        :func:`~bench.datasets.subsets.pool_order`); without ``limit`` every folder is listed (3.3M files)."""
         return _LazyFolders(self)
 
     def pool_parts(self, groups: Mapping[str, Sequence[str]]) -> Mapping[str, str]:

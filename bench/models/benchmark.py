@@ -1,4 +1,4 @@
-"""``bench bench-models``: images per second of every face model whose weights are available, on this machine.
+"""``bench benchmark models``: images per second of every face model whose weights are available, on this machine.
 
 Each model is built once (the shared instance of :func:`bench.models.get_model`), warmed up on one batch, then timed
 over ``--images`` face crops per run (best of ``--repeats``). Inputs are the aligned faces of the ``demo`` dataset
@@ -106,7 +106,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-@click.command("bench-models")
+@click.command("models")
 @click.option("--models", "names", multiple=True, help="Model names (repeatable); default: every registered model.")
 @click.option("--tag", default=None, help="Only models with this tag (recognizer, attributes, detector, ...).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
