@@ -99,7 +99,7 @@ class IdentityRates(Metric):
             n: tuple(overrides.get(n) or PROTOCOL_THRESHOLDS.get(n) or tuple(getattr(m, "thresholds", ())))
             for n, m in self.models.items()
         }
-        self.directions = {n: m.metric for n, m in self.models.items()}
+        self.directions = {n: m.direction for n, m in self.models.items()}
         self._caches: dict[str, OriginalsCache] = {}
         self._ctx: MetricContext | None = None
 
