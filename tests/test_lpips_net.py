@@ -119,7 +119,7 @@ def test_missing_backbone_lists_both_sources(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("BENCH_OFFLINE", "1")
     monkeypatch.setattr(lpips_net, "_SD_CACHE", {})
-    monkeypatch.setattr(hub, "_library_paths", lambda spec: [])  # hide installed packages and library caches
+    monkeypatch.setattr(hub.locations, "_library_paths", lambda spec: [])  # hide installed packages and library caches
     with pytest.raises(WeightsMissingError) as info:
         imagenet_backbone("vgg16")
     msg = str(info.value)

@@ -98,13 +98,13 @@ def test_registry_declares_every_recogniser() -> None:
     for name in ("sface", "dlib", "arcface", "facenet", "adaface"):
         cls = MODELS.get(name)
         assert issubclass(cls, Recognizer)
-        assert cls.metric in ("cosine", "l2") and cls.thresholds and cls.dim > 0
+        assert cls.direction in ("cosine", "l2") and cls.thresholds and cls.dim > 0
         assert cls.training_set and cls.input_convention and cls.input_size > 0
     from bench.models.arcface import ArcFace
     from bench.models.facenet import FaceNet
 
-    assert ArcFace.thresholds == (0.30, 0.35) and ArcFace.metric == "cosine"
-    assert FaceNet.thresholds == (0.9, 1.0, 1.1) and FaceNet.metric == "l2"
+    assert ArcFace.thresholds == (0.30, 0.35) and ArcFace.direction == "cosine"
+    assert FaceNet.thresholds == (0.9, 1.0, 1.1) and FaceNet.direction == "l2"
 
 
 # -- SFace: onnxruntime vs torch ------------------------------------------------------------------------------------
@@ -184,7 +184,7 @@ def _verification_auc(rec: Recognizer, emb: np.ndarray, labels: np.ndarray) -> f
     s = rec.scores(emb, emb)
     iu = np.triu_indices(len(labels), 1)
     same = (labels[:, None] == labels[None, :])[iu]
-    higher_is_match = s[iu] if rec.metric == "cosine" else -s[iu]
+    higher_is_match = s[iu] if rec.direction == "cosine" else -s[iu]
     return float(binary_auroc(torch.from_numpy(higher_is_match.astype(np.float32)), torch.from_numpy(same).long()))
 
 
@@ -272,6 +272,72 @@ def test_arcface_onnx_and_torch_paths_agree(arcface_standin) -> None:
 
     # an explicit insightface root works like FaceAnalysis(root=...)
     assert Path(ArcFace(root=str(onnx_path.parents[2])).path) == onnx_path
+
+
+def _graph(names: list[str]):
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Identity", ["x" if i == 0 else f"t{i}"], [f"t{i + 1}"], name=n) for i, n in
+             enumerate(names)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info(f"t{len(names)}", TensorProto.FLOAT, [1])])
+    return onnx.helper.make_model(graph)
+
+
+@pytest.mark.parametrize("names, expected", [
+    (["_minusscalar0", "_mulscalar0", "conv0"], (0.0, 1.0)),  # an MXNet export: the graph normalises itself
+    (["Sub_0", "Mul_1"], (0.0, 1.0)),
+    (["Conv_0", "PRelu_1"], (127.5, 127.5)),  # a torch export: insightface feeds (x - 127.5) / 127.5
+    (["Sub_0", "Conv_1"], (127.5, 127.5)),  # both are needed
+    (["c"] * 8 + ["_minus", "_mul"], (127.5, 127.5)),  # only the first 8 nodes count
+])
+def test_arcface_reads_the_input_normalisation_from_the_graph(names, expected) -> None:
+    pytest.importorskip("onnx")
+    from bench.models.arcface import onnx_input_normalisation
+
+    assert onnx_input_normalisation(_graph(names)) == expected
+
+
+@pytest.mark.slow
+def test_arcface_torch_path_feeds_a_self_normalising_graph_raw_pixels(isolated_caches: Path) -> None:
+    """An ArcFace ONNX that subtracts and scales inside the graph (MXNet style): the torch path (the graph converted
+    with onnx2torch) must feed it raw pixels, as insightface's ONNX path does, not (x - 127.5) / 127.5 again."""
+    import onnx
+    import torch
+
+    from bench.models.arcface import ArcFace, iresnet
+
+    torch.manual_seed(0)
+    net = iresnet(18)
+    _randomise_bn(net)
+
+    pack = isolated_caches / "insightface" / "models" / "buffalo_l"
+    pack.mkdir(parents=True)
+    path = pack / "w600k_r50.onnx"
+    torch.onnx.export(net, torch.zeros(1, 3, 112, 112), str(path), input_names=["data"], output_names=["fc1"],
+                      dynamic_axes={"data": {0: "batch"}, "fc1": {0: "batch"}}, opset_version=17, dynamo=False)
+    # prepend the MXNet-style normalisation (node names as MXNet writes them, which insightface reads)
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        node.input[:] = ["data_norm" if i == "data" else i for i in node.input]
+    model.graph.initializer.extend([onnx.numpy_helper.from_array(np.array(127.5, np.float32), "minus_c"),
+                                    onnx.numpy_helper.from_array(np.array(0.0078125, np.float32), "mul_c")])
+    model.graph.node.insert(0, onnx.helper.make_node("Mul", ["data_minus", "mul_c"], ["data_norm"], name="_mulscalar0"))
+    model.graph.node.insert(0, onnx.helper.make_node("Sub", ["data", "minus_c"], ["data_minus"], name="_minusscalar0"))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+    crops, lms = _template_batch(2)
+    onnx_rec = ArcFace(backend="onnx", depth=18)
+    torch_rec = ArcFace(backend="torch", depth=18)
+    assert onnx_rec.onnx_model().input_mean == 0.0  # insightface's own reading of the graph
+    emb = onnx_rec.embed(crops, lms)
+    np.testing.assert_allclose(torch_rec.embed(crops, lms), emb, atol=1e-4)
+    aligned = onnx_rec.align(crops, lms)
+    with torch.no_grad():
+        direct = net(torch.from_numpy(aligned.transpose(0, 3, 1, 2).copy()).float().sub(127.5).mul(0.0078125))
+    np.testing.assert_allclose(emb, l2_normalize(direct.numpy()), atol=1e-4)
 
 
 @pytest.mark.parametrize("state", [{"conv1.weight": [0.0]}, {"something.else": [0.0]}])

@@ -68,15 +68,10 @@ class PipelineConfig:
 
 
 def _weights_on_disk(name: str) -> bool:
-    """True when every weight file the hub lists for model ``name`` is present locally (no download)."""
-    try:
-        from bench.models import hub
+    """True when model ``name``'s weight files are on disk (no download): :func:`bench.models.weights_usable`."""
+    from bench.models import weights_usable
 
-        specs = [s for s in hub.all_specs().values() if name in s.models]
-        return bool(specs) and all(hub.status(s).status in ("present", "unchecked") for s in specs)
-    except (ImportError, BenchError, OSError) as exc:  # pragma: no cover - hub problems mean "not available"
-        log.debug("weights of %s not checked: %s", name, exc)
-        return False
+    return weights_usable(name)
 
 
 def resolve_detector(spec: str, device: str = "cpu") -> tuple[str, Any]:

@@ -83,7 +83,9 @@ class IdentityRates(Metric):
         from bench.models.base import Recognizer
 
         explicit = bool(self.options.recognizers)
-        names = list(self.options.recognizers) or MODELS.names(tag="recognizer")
+        # the default: every recogniser, except references kept for parity checks (e.g. dlib-bin)
+        names = list(self.options.recognizers) or [n for n in MODELS.names(tag="recognizer")
+                                                   if "reference" not in MODELS.entry(n).tags]
         self.models, self.skipped = load_models(names, device, explicit, Recognizer, "face recogniser", "reid")
         if not self.models:
             reasons = "\n".join(f"{n}: {r}" for n, r in self.skipped.items())
@@ -99,7 +101,7 @@ class IdentityRates(Metric):
             n: tuple(overrides.get(n) or PROTOCOL_THRESHOLDS.get(n) or tuple(getattr(m, "thresholds", ())))
             for n, m in self.models.items()
         }
-        self.directions = {n: m.metric for n, m in self.models.items()}
+        self.directions = {n: m.direction for n, m in self.models.items()}
         self._caches: dict[str, OriginalsCache] = {}
         self._ctx: MetricContext | None = None
 

@@ -19,18 +19,23 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.metrics.protocol import L2_RECOGNIZERS, strictest
+from bench.models.card import recognizer_cards
 from bench.tables import Column
 
 __all__ = ["DISPLAY_NAMES", "adaface", "privacy", "privacy_far", "summary", "utility"]
 
-#: display names of recognisers (column groups)
-DISPLAY_NAMES = {
-    "arcface": "ArcFace", "arcface-r100": "ArcFace-R100", "facenet": "FaceNet", "facenet-casia": "FaceNet-CASIA",
-    "adaface": "AdaFace", "adaface-ir50": "AdaFace-IR50", "sface": "SFace", "dlib": "dlib",
-}
-_ARCFACE_SLOT = ("arcface", "arcface-r100", "sface")
-_FACENET_SLOT = ("facenet", "facenet-casia", "dlib")
-_ADAFACE_SLOT = ("adaface", "adaface-ir50")
+#: display names of recognisers (column groups), from the model cards
+DISPLAY_NAMES = {c.name: c.display_name for c in recognizer_cards()}
+
+
+def _slot(slot: str) -> tuple[str, ...]:
+    """The recognisers that may fill one of the paper's columns, in the order their cards rank them."""
+    return tuple(c.name for c in sorted((c for c in recognizer_cards() if c.slot == slot), key=lambda c: c.slot_rank))
+
+
+_ARCFACE_SLOT = _slot("arcface")
+_FACENET_SLOT = _slot("facenet")
+_ADAFACE_SLOT = _slot("adaface")
 
 
 def _display(name: str) -> str:

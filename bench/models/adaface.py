@@ -9,12 +9,17 @@ The paper's Table 2 model [24]. Networks come from the project's own torch.hub e
 * ``adaface-ir50`` = IR-50 trained on MS1MV2 (``adaface_ir50_ms1mv2.ckpt``).
 
 Input convention (AdaFace README): the 112x112 ArcFace-template crop in **BGR** order, ``(x / 255 - 0.5) / 0.5``.
-The network returns (unit feature, norm); the embedding is the unit feature. Threshold: cosine 0.30, the value the
-AdaFace author reports as a good verification threshold (mk-minchul/AdaFace issue #161); the paper gives none.
+The network returns (unit feature, norm); the embedding is the unit feature.
+
+Threshold: one, cosine 0.30 (the cards' ``threshold_source`` says why): the paper's Table 2 reports a single
+(ReID, IDS) pair per method for AdaFace and states no threshold; 0.30 is the value the AdaFace author reports as a
+good verification threshold (mk-minchul/AdaFace issue #161) and equals ArcFace's looser paper threshold. PROTOCOL.md
+documents the choice.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,25 +27,67 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.errors import ConfigError
-from bench.models.base import Recognizer, input_adapter, reject_html, run_torch_embedder
+from bench.models.base import Recognizer, adapter_for, reject_html, run_torch_embedder
+from bench.models.card import InputSpec, ModelCard
+from bench.models.weightspec import Url, WeightSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["ARCHS", "HUBCONF_DIR", "AdaFace"]
+__all__ = ["ADAFACE", "ADAFACE_IR50", "ARCHS", "CARDS", "HUBCONF_DIR", "AdaFace"]
 
 #: The folder holding the project's hubconf.py (pass it to ``torch.hub.load(..., source="local")``).
 HUBCONF_DIR = str(Path(__file__).resolve().parent)
 
-#: arch -> (hub entry point, hub spec, training set)
-ARCHS = {
-    "ir_101": ("adaface_ir101", "adaface-ir101", "WebFace12M (AdaFace release)"),
-    "ir_50": ("adaface_ir50", "adaface-ir50", "MS1MV2 (AdaFace release)"),
+_LICENCE = "MIT (AdaFace); training data (WebFace / MS1MV2) for research use"
+_DRIVE = "https://drive.google.com/uc?export=download&id="
+
+
+def _spec(name: str, filename: str, drive_id: str, description: str) -> WeightSpec:
+    # the official checkpoints linked from the AdaFace README; Google Drive answers these large files with an HTML
+    # virus-scan page, which the hub turns into "download it by hand and put it at ..."; no published checksum
+    return WeightSpec(name, filename, None, None, _LICENCE, (), Url(_DRIVE + drive_id),
+                      (f"{{torch_home}}/hub/checkpoints/{filename}",), description)
+
+
+IR101_WEIGHTS = _spec("adaface-ir101", "adaface_ir101_webface12m.ckpt", "1dswnavflETcnAuplZj1IOKKP0eM8ITgT",
+                      "AdaFace IR-101 on WebFace12M (official release; Google Drive, may need a manual download)")
+IR50_WEIGHTS = _spec("adaface-ir50", "adaface_ir50_ms1mv2.ckpt", "1eUaSHG4pGlIZK7hBkqjyp2fc2epKoBvI",
+                     "AdaFace IR-50 on MS1MV2 (official release; Google Drive, may need a manual download)")
+
+_PAPER = "Kim et al., AdaFace: Quality Adaptive Margin for Face Recognition, CVPR 2022"
+_INPUT = InputSpec(112, mean=0.5, std=0.5, scale=1.0, channels="BGR", template="arcface112")
+_PROTOCOL = {
+    "direction": "cosine", "thresholds": (0.30,),
+    "threshold_source": ("not stated by the paper: its Table 2 reports one (ReID, IDS) pair per method, so one "
+                         "threshold; cosine 0.30 is the value the AdaFace author reports as a good verification "
+                         "threshold (mk-minchul/AdaFace issue #161) and ArcFace's looser paper threshold "
+                         "(PROTOCOL.md documents the choice)"),
 }
+
+ADAFACE = ModelCard(
+    name="adaface", target="bench.models.adaface:AdaFace", defaults={"arch": "ir_101"},
+    doc="AdaFace IR-101 / WebFace12M through the project's torch.hub entry point, cosine 0.30.",
+    tags=("recognizer",), paper=_PAPER, licence=_LICENCE, weights=(IR101_WEIGHTS,), input=_INPUT, dim=512,
+    **_PROTOCOL, training_set="WebFace12M (AdaFace release)", display_name="AdaFace", slot="adaface", slot_rank=0,
+    white_box=True, last_conv=f"net.body.{sum((3, 13, 30, 3)) - 1}.res_layer.4",
+)
+ADAFACE_IR50 = ModelCard(
+    name="adaface-ir50", target="bench.models.adaface:AdaFace", defaults={"arch": "ir_50"},
+    doc="AdaFace IR-50 / MS1MV2 through the project's torch.hub entry point, cosine 0.30.",
+    tags=("recognizer",), paper=_PAPER, licence=_LICENCE, weights=(IR50_WEIGHTS,), input=_INPUT, dim=512,
+    **_PROTOCOL, training_set="MS1MV2 (AdaFace release)", display_name="AdaFace-IR50", slot="adaface", slot_rank=1,
+    white_box=True, last_conv=f"net.body.{sum((3, 4, 14, 3)) - 1}.res_layer.4",
+)
+
+CARDS = (ADAFACE, ADAFACE_IR50)
+
+#: arch -> (hub entry point, card)
+ARCHS = {"ir_101": ("adaface_ir101", ADAFACE), "ir_50": ("adaface_ir50", ADAFACE_IR50)}
 
 
 class AdaFace(Recognizer):
-    """AdaFace IR-101 / IR-50 (512-d, cosine, threshold 0.30).
+    """AdaFace IR-101 / IR-50 (512-d, cosine, threshold 0.30; the facts are in :data:`ADAFACE`).
 
     Args:
         device: ``cpu`` or ``cuda[:N]``.
@@ -51,14 +98,7 @@ class AdaFace(Recognizer):
         half: fp16 autocast on CUDA.
     """
 
-    name = "adaface"
-    dim = 512
-    metric = "cosine"
-    thresholds = (0.30,)
-    template = "arcface112"
-    input_size = 112
-    training_set = ARCHS["ir_101"][2]
-    input_convention = "112x112 ArcFace-template crop, BGR, (x / 255 - 0.5) / 0.5"
+    card = ADAFACE
 
     def __init__(self, device: str = "cpu", batch_size: int = 64, arch: str = "ir_101", weights: str | None = None,
                  channel_order: str = "bgr", half: bool = True) -> None:
@@ -67,9 +107,10 @@ class AdaFace(Recognizer):
             raise ConfigError(f"recogniser adaface: arch must be one of {', '.join(ARCHS)}, got {arch!r}")
         if channel_order not in ("bgr", "rgb"):
             raise ConfigError(f"recogniser adaface: channel_order must be bgr or rgb, got {channel_order!r}")
-        self.entry, spec, self.training_set = ARCHS[arch]
+        self.entry, card = ARCHS[arch]
+        self.use_card(card)
+        spec = card.weights[0].name
         self.arch = arch
-        self.name = "adaface" if arch == "ir_101" else "adaface-ir50"
         self.channel_order = channel_order
         self.half = bool(half)
         from bench.models.hub import weight_path
@@ -92,14 +133,15 @@ class AdaFace(Recognizer):
         with self._lock:
             if self._torch is None:
                 net = self.network()
-                self._torch = input_adapter(net, mean=0.5, std=0.5, scale=1.0, bgr=self.channel_order == "bgr",
-                                            output_index=0).to(self.device).eval()
+                spec = self.card.input
+                if self.channel_order != spec.channels.lower():  # a checkpoint trained on the other order
+                    spec = dataclasses.replace(spec, channels=self.channel_order.upper())
+                self._torch = adapter_for(net, spec, output_index=0).to(self.device).eval()
         return self._torch
 
     def last_conv_name(self) -> str:
-        """``"net.body.<last>.res_layer.4"``: the last 3x3 convolution of the last IR unit."""
-        n_units = sum((3, 13, 30, 3) if self.arch == "ir_101" else (3, 4, 14, 3))
-        return f"net.body.{n_units - 1}.res_layer.4"
+        """``"net.body.<last>.res_layer.4"``: the last 3x3 convolution of the last IR unit (the card's)."""
+        return self.card.last_conv
 
     def _forward(self, aligned: np.ndarray) -> np.ndarray:
         return run_torch_embedder(self.torch_module(), aligned, self.device, self.half)

@@ -2,13 +2,17 @@
 
 The paper's verification model [8]: cosine similarity with thresholds 0.30 and 0.35 (Sec. 4, "Evaluation Measures").
 
-Weights are insightface's model-zoo packs (non-commercial research licence):
+Weights are insightface's model-zoo packs (non-commercial research licence; see :mod:`bench.models.insightface_packs`
+for the release URLs and the folders insightface keeps them in):
 
 * ``arcface`` = ``buffalo_l/w600k_r50.onnx``: IResNet-50 trained on WebFace600K (ArcFace loss);
 * ``arcface-r100`` = ``antelopev2/glintr100.onnx``: IResNet-100 trained on Glint360K (partial-FC CosFace/ArcFace).
 
 Input convention (insightface ``ArcFaceONNX``): the 112x112 crop aligned to ``face_align.arcface_dst`` (the
-``arcface112`` template), RGB, ``(x - 127.5) / 127.5``; the networks output 512-d raw embeddings.
+``arcface112`` template), RGB, ``(x - 127.5) / 127.5``; the networks output 512-d raw embeddings. Some ONNX exports
+(the older MXNet ones) normalise inside the graph: insightface recognises them by ``Sub`` and ``Mul`` among the first
+nodes' names and then feeds raw pixels (mean 0, std 1). :func:`onnx_input_normalisation` applies the same rule, so the
+torch path converted from such a graph feeds it what the ONNX path does.
 
 Two paths to the same network:
 
@@ -30,22 +34,75 @@ import numpy as np
 
 from bench.errors import ConfigError, WeightsError
 from bench.models.base import Recognizer, input_adapter, ort_providers, run_torch_embedder
+from bench.models.card import InputSpec, ModelCard
+from bench.models.insightface_packs import INSIGHTFACE_LICENCE, pack_caches, pack_sources
+from bench.models.weightspec import WeightSpec
 
 if TYPE_CHECKING:  # pragma: no cover
+    import onnx
     import torch
 
-__all__ = ["IRESNET_LAYERS", "PACKS", "ArcFace", "iresnet"]
+__all__ = ["ARCFACE", "ARCFACE_R100", "CARDS", "IRESNET_LAYERS", "PACKS", "ArcFace", "iresnet",
+           "onnx_input_normalisation"]
 
 log = logging.getLogger(__name__)
 
 #: IResNet depth -> blocks per stage (insightface arcface_torch/backbones/iresnet.py).
 IRESNET_LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 200: (6, 26, 60, 6)}
 
-#: pack -> (hub spec, file inside the pack, depth, training set)
-PACKS = {
-    "buffalo_l": ("arcface-buffalo_l-w600k_r50", "w600k_r50.onnx", 50, "WebFace600K (insightface buffalo_l)"),
-    "antelopev2": ("arcface-antelopev2-glintr100", "glintr100.onnx", 100, "Glint360K (insightface antelopev2)"),
-}
+
+def _pack_spec(name: str, pack: str, member: str, description: str) -> WeightSpec:
+    source, mirrors = pack_sources(pack, member)
+    return WeightSpec(name, f"{pack}-{member}", None, None, INSIGHTFACE_LICENCE, (), source, pack_caches(pack, member),
+                      description, mirrors)
+
+
+W600K_R50 = _pack_spec("arcface-buffalo_l-w600k_r50", "buffalo_l", "w600k_r50.onnx",
+                       "ArcFace IResNet-50 on WebFace600K, 512-d (insightface buffalo_l)")
+GLINTR100 = _pack_spec("arcface-antelopev2-glintr100", "antelopev2", "glintr100.onnx",
+                       "ArcFace IResNet-100 on Glint360K, 512-d (insightface antelopev2)")
+
+_PAPER = "Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face Recognition, CVPR 2019"
+_INPUT = InputSpec(112, mean=127.5, std=127.5, template="arcface112",
+                   note="a graph that starts with its own Sub and Mul gets 0-255 pixels (insightface's rule)")
+_THRESHOLDS = {"direction": "cosine", "thresholds": (0.30, 0.35),
+               "threshold_source": "the paper, Sec. 4.1 (ArcFace, cosine similarity, 0.30 and 0.35)"}
+
+ARCFACE = ModelCard(
+    name="arcface", target="bench.models.arcface:ArcFace", defaults={"pack": "buffalo_l"},
+    doc="ArcFace IResNet-50 / WebFace600K (insightface buffalo_l w600k_r50), cosine 0.30 / 0.35.",
+    tags=("recognizer",), paper=_PAPER, licence=INSIGHTFACE_LICENCE, weights=(W600K_R50,), input=_INPUT, dim=512,
+    **_THRESHOLDS, training_set="WebFace600K (insightface buffalo_l)", display_name="ArcFace", slot="arcface",
+    slot_rank=0, white_box=True,  # last convolution: found at run time (IResNet or the converted ONNX graph)
+)
+ARCFACE_R100 = ModelCard(
+    name="arcface-r100", target="bench.models.arcface:ArcFace", defaults={"pack": "antelopev2"},
+    doc="ArcFace IResNet-100 / Glint360K (insightface antelopev2 glintr100), cosine 0.30 / 0.35.",
+    tags=("recognizer",), paper=_PAPER, licence=INSIGHTFACE_LICENCE, weights=(GLINTR100,), input=_INPUT, dim=512,
+    **_THRESHOLDS, training_set="Glint360K (insightface antelopev2)", display_name="ArcFace-R100", slot="arcface",
+    slot_rank=1, white_box=True,
+)
+
+CARDS = (ARCFACE, ARCFACE_R100)
+
+#: pack -> (card, file inside the pack, IResNet depth)
+PACKS = {"buffalo_l": (ARCFACE, "w600k_r50.onnx", 50), "antelopev2": (ARCFACE_R100, "glintr100.onnx", 100)}
+
+
+def onnx_input_normalisation(model: onnx.ModelProto, default: InputSpec = _INPUT) -> tuple[float, float]:
+    """(mean, std) in 0-255 pixel units that insightface's ``ArcFaceONNX`` feeds the graph ``model``.
+
+    Its rule: a graph among whose first 8 nodes one is named ``Sub...`` / ``_minus...`` and one ``Mul...`` /
+    ``_mul...`` (the MXNet exports, which normalise inside the graph) takes raw pixels, (0, 1); any other graph
+    takes ``(x - 127.5) / 127.5`` (the card's). Re-stated here rather than read from an ``ArcFaceONNX`` instance,
+    which would build an onnxruntime session of the whole network only to learn two numbers.
+    """
+    nodes = list(model.graph.node[:8])
+    sub = any(n.name.startswith(("Sub", "_minus")) for n in nodes)
+    mul = any(n.name.startswith(("Mul", "_mul")) for n in nodes)
+    if sub and mul:
+        return 0.0, 1.0
+    return default.mean[0], default.std[0]
 
 
 def _build_iresnet_classes() -> tuple[type, type]:
@@ -149,13 +206,14 @@ def load_backbone(path: str | Path, depth: int) -> torch.nn.Module:
 
 
 class ArcFace(Recognizer):
-    """insightface ArcFace recogniser (512-d, cosine, thresholds 0.30 / 0.35).
+    """insightface ArcFace recogniser (512-d, cosine, thresholds 0.30 / 0.35; the facts are in :data:`ARCFACE`).
 
     Args:
         device: ``cpu`` or ``cuda[:N]``.
         batch_size: images per forward call.
         pack: ``buffalo_l`` (w600k_r50, default) or ``antelopev2`` (glintr100).
-        weights: explicit ``.onnx`` path (else ``{root}/models/{pack}/<file>`` when ``root`` is given, else the hub).
+        weights: explicit ``.onnx`` path (else ``{root}/models/{pack}/<file>``, or one folder deeper, when ``root``
+            is given, else the hub).
         root: an insightface root folder (like ``FaceAnalysis(root=...)``); default ``$INSIGHTFACE_HOME``.
         backend: ``onnx``, ``torch`` or ``auto`` (torch on CUDA, onnx on the CPU).
         torch_weights: an official arcface_torch ``backbone.pth`` for the torch path (else the ONNX is converted).
@@ -163,14 +221,7 @@ class ArcFace(Recognizer):
         depth: IResNet depth of ``torch_weights`` (default: the pack's, 50 or 100).
     """
 
-    name = "arcface"
-    dim = 512
-    metric = "cosine"
-    thresholds = (0.30, 0.35)
-    template = "arcface112"
-    input_size = 112
-    training_set = PACKS["buffalo_l"][3]
-    input_convention = "112x112 arcface_dst-aligned crop, RGB, (x - 127.5) / 127.5"
+    card = ARCFACE
 
     def __init__(self, device: str = "cpu", batch_size: int = 64, pack: str = "buffalo_l", weights: str | None = None,
                  root: str | None = None, backend: str = "auto", torch_weights: str | None = None,
@@ -180,17 +231,18 @@ class ArcFace(Recognizer):
             raise ConfigError(f"recogniser arcface: pack must be one of {', '.join(PACKS)}, got {pack!r}")
         if backend not in ("auto", "onnx", "torch"):
             raise ConfigError(f"recogniser arcface: backend must be auto, onnx or torch, got {backend!r}")
-        spec, filename, pack_depth, training = PACKS[pack]
+        card, filename, pack_depth = PACKS[pack]
+        self.use_card(card)  # name, training set: differ per pack
+        spec = card.weights[0].name
         self.depth = int(depth or pack_depth)
         self.pack = pack
-        self.training_set = training  # instance attribute: differs per pack
-        self.name = "arcface" if pack == "buffalo_l" else "arcface-r100"
         self.backend = ("torch" if self.device.startswith("cuda") else "onnx") if backend == "auto" else backend
         self.half = bool(half)
         self.torch_weights = torch_weights
         if weights is None and root is not None:
-            candidate = Path(root).expanduser() / "models" / pack / filename
-            weights = str(candidate) if candidate.is_file() else None
+            folder = Path(root).expanduser() / "models" / pack
+            found = [p for p in (folder / filename, folder / pack / filename) if p.is_file()]
+            weights = str(found[0]) if found else None
         from bench.models.hub import weight_path
 
         self.path = Path(weight_path(spec, explicit=weights))
@@ -227,16 +279,20 @@ class ArcFace(Recognizer):
         """(B, 3, 112, 112) RGB in [0, 1] -> (B, 512) raw embedding; the network is ``.net``."""
         with self._lock:
             if self._torch is None:
-                if self.torch_weights:
+                spec = self.card.input
+                if self.torch_weights:  # arcface_torch's own IResNet: the card's normalisation
                     net = load_backbone(self.torch_weights, self.depth)
+                    mean, std = spec.mean, spec.std
                 else:
                     import onnx
 
                     from bench.models.sface import onnx_to_torch
 
                     log.info("converting %s to torch with onnx2torch", self.path)
-                    net = onnx_to_torch(onnx.load(str(self.path)))
-                self._torch = input_adapter(net, mean=127.5, std=127.5, scale=255.0).to(self.device).eval()
+                    graph = onnx.load(str(self.path))
+                    mean, std = onnx_input_normalisation(graph, spec)  # what insightface feeds this graph
+                    net = onnx_to_torch(graph)
+                self._torch = input_adapter(net, mean=mean, std=std, scale=spec.scale).to(self.device).eval()
         return self._torch
 
     def last_conv_name(self) -> str | None:

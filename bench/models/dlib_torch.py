@@ -39,7 +39,7 @@ import numpy as np
 
 from bench.models.base import Recognizer, check_batch
 from bench.models.dlib_dnn import DlibFormatError, DlibNetwork, LayerSpec, read_network
-from bench.models.dlib_recognizer import DLIB_RAW_THRESHOLD, DlibResNet, dlib_chip_template
+from bench.models.dlib_recognizer import DLIB, DLIB_RAW_THRESHOLD, DlibResNet, dlib_chip_template
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -259,16 +259,9 @@ class DlibResNetTorch(Recognizer):
             :meth:`torch_module` is the port, so the reference also has a differentiable twin.
     """
 
-    name = "dlib"
-    dim = DlibResNet.dim
-    metric = DlibResNet.metric
-    thresholds = DlibResNet.thresholds
-    template = DlibResNet.template
-    input_size = CHIP_SIZE
+    card = DLIB  # name, dim, direction, thresholds, template, input size, training set: the card's
     padding = CHIP_PADDING
     raw_threshold = DLIB_RAW_THRESHOLD
-    training_set = DlibResNet.training_set
-    input_convention = DlibResNet.input_convention + "; torch port of the same network"
 
     def __init__(self, device: str = "cpu", batch_size: int = 32, weights: str | None = None,
                  backend: str = "torch") -> None:

@@ -6,6 +6,7 @@ The networks and the pre/post-processing (crop around the box, heat-map decoding
 face-alignment's own; only the weights come through the hub (``s3fd`` and ``fan-2d``, which face-alignment caches in
 ``$TORCH_HOME/hub/checkpoints/``) so that missing files raise the hub's error instead of a download traceback, and
 ``torch.compile`` is never used (it costs over a minute on CPU). Faces of several images are batched through FAN.
+torch is imported on first use, so the cards can be read without it.
 """
 
 from __future__ import annotations
@@ -14,12 +15,42 @@ import threading
 from collections import defaultdict
 
 import numpy as np
-import torch
 
+from bench.models.card import InputSpec, ModelCard
 from bench.models.dlib_models import landmarks68_to_5
+from bench.models.weightspec import Url, WeightSpec
 from bench.types import FaceDetection
 
-__all__ = ["FANLandmarks68", "S3FDDetector", "decode_heatmaps"]
+__all__ = ["CARDS", "FANLandmarks68", "S3FDDetector", "decode_heatmaps"]
+
+_FA_URL = "https://www.adrianbulat.com/downloads/python-fan/"
+_FA_LICENCE = "BSD-3-Clause (face-alignment)"
+
+# face-alignment publishes no hash for these files (they are accepted as "unchecked")
+S3FD_WEIGHTS = WeightSpec("s3fd", "s3fd-619a316812.pth", None, None, _FA_LICENCE, (), Url(_FA_URL + "s3fd-619a316812.pth"),
+                          ("{torch_home}/hub/checkpoints/s3fd-619a316812.pth",),
+                          "S3FD face detector (face-alignment, the paper's [2])")
+FAN_WEIGHTS = WeightSpec("fan-2d", "2DFAN4-11f355bf06.pth.tar", None, None, _FA_LICENCE, (),
+                         Url(_FA_URL + "2DFAN4-11f355bf06.pth.tar"),
+                         ("{torch_home}/hub/checkpoints/2DFAN4-11f355bf06.pth.tar",),
+                         "FAN 2D 68-point landmarks, 4 hourglass stacks (face-alignment, the paper's [2])")
+
+CARDS = (
+    ModelCard(
+        name="s3fd", target="bench.models.face_alignment_models:S3FDDetector",
+        doc="S3FD face detector of face-alignment (the paper's [2]); 5 points from 68 landmarks.", tags=("detector",),
+        paper="Zhang et al., S3FD: Single Shot Scale-invariant Face Detector, ICCV 2017", licence=_FA_LICENCE,
+        weights=(S3FD_WEIGHTS,), uses=("fan",),
+        input=InputSpec(None, mean=(104.0, 117.0, 123.0), channels="BGR", note="face-alignment's batch_detect"),
+    ),
+    ModelCard(
+        name="fan", target="bench.models.face_alignment_models:FANLandmarks68",
+        doc="FAN 2D 68-point landmarks of face-alignment (the paper's [2]).", tags=("landmarks",),
+        paper="Bulat & Tzimiropoulos, How far are we from solving the 2D & 3D Face Alignment problem?, ICCV 2017",
+        licence=_FA_LICENCE, weights=(FAN_WEIGHTS,),
+        input=InputSpec(256, scale=1.0, note="face-alignment's crop around each box"),
+    ),
+)
 
 
 def decode_heatmaps(hm: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -63,6 +94,7 @@ class FANLandmarks68:
 
     def __init__(self, device: str = "cpu", flip: bool = True, half: bool = False, batch_size: int = 16,
                  weights: str | None = None) -> None:
+        import torch
         from face_alignment.models import FAN
 
         from bench.errors import WeightsError
@@ -72,7 +104,7 @@ class FANLandmarks68:
         self.dtype = torch.float16 if half and self.device.type == "cuda" else torch.float32
         self.flip = bool(flip)
         self.batch_size = max(1, int(batch_size))
-        path = weight_path("fan-2d", explicit=weights)
+        path = weight_path(FAN_WEIGHTS.name, explicit=weights)
         net = FAN(4)
         try:
             net.load_state_dict(torch_load(path))
@@ -90,9 +122,9 @@ class FANLandmarks68:
         center[1] -= (y2 - y1) * CENTER_Y_OFFSET
         return center, (x2 - x1 + y2 - y1) / REFERENCE_SCALE
 
-    @torch.no_grad()
     def landmarks_batch(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[np.ndarray]:
         """68 landmarks for every box of every image; all faces go through FAN in batches."""
+        import torch
         from face_alignment.utils import crop, flip
 
         items: list[tuple[int, np.ndarray, float]] = []
@@ -107,7 +139,7 @@ class FANLandmarks68:
         if not crops:
             return out
         heat = []
-        with self._lock:
+        with self._lock, torch.no_grad():
             for s in range(0, len(crops), self.batch_size):
                 x = torch.from_numpy(np.stack(crops[s:s + self.batch_size])).to(self.device, self.dtype)
                 hm = self.net(x)[-1]
@@ -142,6 +174,7 @@ class S3FDDetector:
 
     def __init__(self, device: str = "cpu", score_threshold: float = 0.5, nms_threshold: float = 0.3,
                  landmarker: str = "fan", weights: str | None = None) -> None:
+        import torch
         from face_alignment.detection.sfd.net_s3fd import s3fd
 
         from bench.errors import WeightsError
@@ -151,7 +184,7 @@ class S3FDDetector:
         self.device = torch.device(device)
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)
-        path = weight_path("s3fd", explicit=weights)
+        path = weight_path(S3FD_WEIGHTS.name, explicit=weights)
         net = s3fd()
         try:
             net.load_state_dict(torch_load(path))
@@ -185,6 +218,7 @@ class S3FDDetector:
 
     def boxes_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """(N, 5) x1, y1, x2, y2, score per image; images of one size share a forward pass."""
+        import torch
         from face_alignment.detection.sfd.detect import batch_detect
 
         groups: dict[tuple, list[int]] = defaultdict(list)

@@ -24,18 +24,55 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.errors import ConfigError, WeightsError
-from bench.models.base import Recognizer, input_adapter, run_torch_embedder
+from bench.models.base import Recognizer, adapter_for, run_torch_embedder
+from bench.models.card import InputSpec, ModelCard
+from bench.models.weightspec import Url, WeightSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["VARIANTS", "FaceNet"]
+__all__ = ["CARDS", "FACENET", "FACENET_CASIA", "VARIANTS", "FaceNet"]
 
-#: variant -> (hub spec, number of identities of the logits head, training set)
-VARIANTS = {
-    "vggface2": ("facenet-vggface2", 8631, "VGGFace2 (8,631 identities)"),
-    "casia-webface": ("facenet-casia", 10575, "CASIA-WebFace (10,575 identities)"),
-}
+_URL = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
+_LICENCE = "MIT (facenet-pytorch port of davidsandberg/facenet); training data for research use"
+
+
+def _spec(name: str, filename: str, description: str) -> WeightSpec:
+    # no published checksum: accepted as "unchecked"
+    return WeightSpec(name, filename, None, None, _LICENCE, (), Url(_URL + filename),
+                      (f"{{torch_home}}/checkpoints/{filename}",), description)
+
+
+VGGFACE2_WEIGHTS = _spec("facenet-vggface2", "20180402-114759-vggface2.pt",
+                         "FaceNet InceptionResnetV1 on VGGFace2, with its 8631-class logits head")
+CASIA_WEIGHTS = _spec("facenet-casia", "20180408-102900-casia-webface.pt",
+                      "FaceNet InceptionResnetV1 on CASIA-WebFace, with its 10575-class logits head")
+
+_PAPER = "Schroff et al., FaceNet: A Unified Embedding for Face Recognition and Clustering, CVPR 2015"
+_INPUT = InputSpec(160, mean=127.5, std=128.0, template="facenet160",
+                   note="facenet-pytorch's fixed_image_standardization")
+_PROTOCOL = {"direction": "l2", "thresholds": (0.9, 1.0, 1.1),
+             "threshold_source": "the paper, Sec. 4.1 (FaceNet, L2 distance of normalised embeddings, 0.9 / 1.0 / 1.1)"}
+
+FACENET = ModelCard(
+    name="facenet", target="bench.models.facenet:FaceNet", defaults={"pretrained": "vggface2"},
+    doc="FaceNet InceptionResnetV1 / VGGFace2 (8631-class head), L2 0.9 / 1.0 / 1.1.", tags=("recognizer",),
+    paper=_PAPER, licence=_LICENCE, weights=(VGGFACE2_WEIGHTS,), input=_INPUT, dim=512, **_PROTOCOL,
+    training_set="VGGFace2 (8,631 identities)", display_name="FaceNet", slot="facenet", slot_rank=0,
+    white_box=True, last_conv="net.backbone.block8.conv2d",
+)
+FACENET_CASIA = ModelCard(
+    name="facenet-casia", target="bench.models.facenet:FaceNet", defaults={"pretrained": "casia-webface"},
+    doc="FaceNet InceptionResnetV1 / CASIA-WebFace, L2 0.9 / 1.0 / 1.1.", tags=("recognizer",),
+    paper=_PAPER, licence=_LICENCE, weights=(CASIA_WEIGHTS,), input=_INPUT, dim=512, **_PROTOCOL,
+    training_set="CASIA-WebFace (10,575 identities)", display_name="FaceNet-CASIA", slot="facenet", slot_rank=1,
+    white_box=True, last_conv="net.backbone.block8.conv2d",
+)
+
+CARDS = (FACENET, FACENET_CASIA)
+
+#: variant -> (card, number of identities of the logits head)
+VARIANTS = {"vggface2": (FACENET, 8631), "casia-webface": (FACENET_CASIA, 10575)}
 
 
 def _embedding_module(net: torch.nn.Module) -> torch.nn.Module:
@@ -63,7 +100,7 @@ def _embedding_module(net: torch.nn.Module) -> torch.nn.Module:
 
 
 class FaceNet(Recognizer):
-    """facenet-pytorch InceptionResnetV1 (512-d, L2 distance, thresholds 0.9 / 1.0 / 1.1).
+    """facenet-pytorch InceptionResnetV1 (512-d, L2 distance, thresholds 0.9 / 1.0 / 1.1; facts in :data:`FACENET`).
 
     Args:
         device: ``cpu`` or ``cuda[:N]``.
@@ -73,14 +110,7 @@ class FaceNet(Recognizer):
         half: fp16 autocast on CUDA.
     """
 
-    name = "facenet"
-    dim = 512
-    metric = "l2"
-    thresholds = (0.9, 1.0, 1.1)
-    template = "facenet160"
-    input_size = 160
-    training_set = VARIANTS["vggface2"][2]
-    input_convention = "160x160 RGB crop (5-point facenet160 template), (x - 127.5) / 128"
+    card = FACENET
 
     def __init__(self, device: str = "cpu", batch_size: int = 32, pretrained: str = "vggface2",
                  weights: str | None = None, half: bool = True) -> None:
@@ -88,9 +118,10 @@ class FaceNet(Recognizer):
         if pretrained not in VARIANTS:
             raise ConfigError(f"recogniser facenet: pretrained must be one of {', '.join(VARIANTS)}, got "
                               f"{pretrained!r}")
-        spec, self.num_classes, self.training_set = VARIANTS[pretrained]
+        card, self.num_classes = VARIANTS[pretrained]
+        self.use_card(card)
+        spec = card.weights[0].name
         self.pretrained = pretrained
-        self.name = "facenet" if pretrained == "vggface2" else "facenet-casia"
         self.half = bool(half)
         from bench.models.hub import weight_path
 
@@ -129,7 +160,7 @@ class FaceNet(Recognizer):
         net = self.network()
         with self._lock:
             if self._embed is None:
-                self._embed = input_adapter(_embedding_module(net), mean=127.5, std=128.0).to(self.device).eval()
+                self._embed = adapter_for(_embedding_module(net), self.card.input).to(self.device).eval()
         return self._embed
 
     def classifier_module(self) -> torch.nn.Module:
@@ -141,12 +172,12 @@ class FaceNet(Recognizer):
         net = self.network()
         with self._lock:
             if self._classifier is None:
-                self._classifier = input_adapter(net, mean=127.5, std=128.0).to(self.device).eval()
+                self._classifier = adapter_for(net, self.card.input).to(self.device).eval()
         return self._classifier
 
     def last_conv_name(self) -> str:
         """``"net.backbone.block8.conv2d"`` in :meth:`torch_module` (``"net.block8.conv2d"`` in the classifier)."""
-        return "net.backbone.block8.conv2d"
+        return self.card.last_conv
 
     def _forward(self, aligned: np.ndarray) -> np.ndarray:
         return run_torch_embedder(self.torch_module(), aligned, self.device, self.half)

@@ -3,9 +3,10 @@ Efficient Face Detection", ICLR 2022) as shipped in the ``buffalo_l`` (``det_10g
 (``scrfd_10g_bnkps.onnx``) packs; any insightface detection ONNX (RetinaFace-style, 6/9/10/15 outputs) loads the same
 way through ``insightface.model_zoo.get_model``, which routes a file by its outputs.
 
-The packs are downloads (insightface's GitHub releases; non-commercial research licence). The hub looks for the file
-in insightface's own root first (``~/.insightface/models/<pack>/``, ``$INSIGHTFACE_HOME`` overrides) and then in
-``$BENCH_HOME/weights``. Runs in onnxruntime (CUDA provider when the device is CUDA).
+The packs are downloads (insightface's GitHub releases, see :mod:`bench.models.insightface_packs`; non-commercial
+research licence). The hub looks for the file in ``$BENCH_HOME/weights`` and in insightface's own root
+(``~/.insightface/models/<pack>/``, also one folder deeper where insightface's own download nests it;
+``$INSIGHTFACE_HOME`` overrides). Runs in onnxruntime (CUDA provider when the device is CUDA).
 """
 
 from __future__ import annotations
@@ -15,12 +16,44 @@ import threading
 import numpy as np
 
 from bench.errors import ConfigError
+from bench.models.card import InputSpec, ModelCard
+from bench.models.insightface_packs import INSIGHTFACE_LICENCE, pack_caches, pack_sources
+from bench.models.weightspec import WeightSpec
 from bench.types import FaceDetection
 
-__all__ = ["PACKS", "InsightFaceDetector"]
+__all__ = ["CARDS", "PACKS", "InsightFaceDetector"]
+
+
+def _spec(name: str, pack: str, member: str, description: str) -> WeightSpec:
+    source, mirrors = pack_sources(pack, member)
+    return WeightSpec(name, f"{pack}-{member}", None, None, INSIGHTFACE_LICENCE, (), source, pack_caches(pack, member),
+                      description, mirrors)
+
+
+SCRFD_BUFFALO_L = _spec("scrfd-buffalo-l", "buffalo_l", "det_10g.onnx",
+                        "insightface buffalo_l detector: SCRFD-10GF with 5 keypoints")
+SCRFD_ANTELOPEV2 = _spec("scrfd-antelopev2", "antelopev2", "scrfd_10g_bnkps.onnx",
+                         "insightface antelopev2 detector: SCRFD-10GF (BN) with 5 keypoints")
 
 #: pack name -> hub spec of its detector file
-PACKS = {"buffalo_l": "scrfd-buffalo-l", "antelopev2": "scrfd-antelopev2"}
+PACKS = {"buffalo_l": SCRFD_BUFFALO_L.name, "antelopev2": SCRFD_ANTELOPEV2.name}
+
+_PAPER = "Guo et al., Sample and Computation Redistribution for Efficient Face Detection, ICLR 2022"
+_INPUT = InputSpec(640, mean=127.5, std=128.0, note="letter-boxed into input_size (640x640 by default) by insightface")
+
+CARDS = (
+    ModelCard(
+        name="scrfd", target="bench.models.insightface_det:InsightFaceDetector", defaults={"pack": "buffalo_l"},
+        doc="insightface SCRFD-10GF detector + 5 keypoints (buffalo_l det_10g.onnx; download).", tags=("detector",),
+        paper=_PAPER, licence=INSIGHTFACE_LICENCE, weights=(SCRFD_BUFFALO_L,), input=_INPUT,
+    ),
+    ModelCard(
+        name="scrfd-antelopev2", target="bench.models.insightface_det:InsightFaceDetector",
+        defaults={"pack": "antelopev2"},
+        doc="insightface SCRFD-10GF-BN detector + 5 keypoints (antelopev2; download).", tags=("detector",),
+        paper=_PAPER, licence=INSIGHTFACE_LICENCE, weights=(SCRFD_ANTELOPEV2,), input=_INPUT,
+    ),
+)
 
 
 class InsightFaceDetector:

