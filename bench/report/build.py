@@ -71,11 +71,14 @@ def _prepare(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _figures(runs: list[Run], out: Path, no_faces: bool, seed: int) -> tuple[list[dict], list[dict]]:
+def _figures(runs: list[Run], out: Path, no_faces: bool, seed: int, kinds: tuple[str, ...] | None
+             ) -> tuple[list[dict], list[dict]]:
     from bench.plots import FACE_KINDS, make_figure, save_figure
 
     made, skipped = [], []
     for kind, (title, caption) in FIGURES.items():
+        if kinds is not None and kind not in kinds:
+            continue
         if no_faces and kind in FACE_KINDS:
             skipped.append({"kind": kind, "title": title, "reason": "left out: --no-faces"})
             continue
@@ -150,8 +153,12 @@ def _provenance(r: Run) -> dict[str, Any]:
 
 
 def build_report(paths: list[str | Path], out: str | Path, no_faces: bool = False, samples: int = 6, seed: int = 0,
-                 allow_mixed: bool = False, title: str = "bench report") -> Path:
-    """Write the report folder ``out`` for the runs under ``paths``; returns the path of ``index.html``."""
+                 allow_mixed: bool = False, title: str = "bench report", figures: tuple[str, ...] | None = None
+                 ) -> Path:
+    """Write the report folder ``out`` for the runs under ``paths``; returns the path of ``index.html``.
+
+    ``figures``: the plot kinds to try (default: all of :data:`FIGURES`; those the runs do not support are listed
+    with the reason)."""
     import jinja2
 
     from bench import __version__
@@ -162,6 +169,9 @@ def build_report(paths: list[str | Path], out: str | Path, no_faces: bool = Fals
         import bench.metrics.layouts  # noqa: F401 - registers the paper's table layouts
     except ModuleNotFoundError:  # pragma: no cover - a build without the metrics package: auto layout only
         pass
+    unknown = sorted(set(figures or ()) - set(FIGURES))
+    if unknown:
+        raise ConfigError(f"unknown figure kind(s) {', '.join(unknown)}; known: {', '.join(FIGURES)}")
     runs = load_runs(list(paths), allow_mixed=allow_mixed)
     out = Path(out)
     _prepare(out)
@@ -169,7 +179,7 @@ def build_report(paths: list[str | Path], out: str | Path, no_faces: bool = Fals
     tables = [t for layout, heading, desc in LAYOUTS if (t := html_table(df, layout, heading, desc)) is not None]
     everything = html_table(df, "auto", "All numbers", "Every record with its 95% bootstrap interval.", ci=True,
                             bold=False)
-    figures, skipped = _figures(runs, out, no_faces, seed)
+    shown, skipped = _figures(runs, out, no_faces, seed, None if figures is None else tuple(figures))
     sample_keys, sample_rows = ([], []) if no_faces else _samples(runs, out, samples, seed)
     failures = [{"label": r.label, "rows": sorted(r.failures.items())} for r in runs if r.failures]
     env = jinja2.Environment(loader=jinja2.PackageLoader("bench.report", "templates"),
@@ -178,7 +188,7 @@ def build_report(paths: list[str | Path], out: str | Path, no_faces: bool = Fals
     page = env.get_template("report.html.j2").render(
         title=title, generated=time.strftime("%Y-%m-%d %H:%M:%S %z"), version=__version__, no_faces=no_faces,
         runs=[_provenance(r) for r in runs], datasets=sorted({r.dataset for r in runs}), tables=tables,
-        everything=everything, figures=figures, skipped=skipped, sample_keys=sample_keys, sample_rows=sample_rows,
+        everything=everything, figures=shown, skipped=skipped, sample_keys=sample_keys, sample_rows=sample_rows,
         failures=failures, max_failures=200,
     )
     index = out / "index.html"
@@ -186,7 +196,7 @@ def build_report(paths: list[str | Path], out: str | Path, no_faces: bool = Fals
     problems = check_report(index)
     if problems:  # a bug here, never the user's doing: say exactly what is wrong
         raise BenchError(f"the report {index} failed its own check: " + "; ".join(problems[:5]))
-    log.info("report: %d runs, %d figures, %d tables -> %s", len(runs), len(figures), len(tables), index)
+    log.info("report: %d runs, %d figures, %d tables -> %s", len(runs), len(shown), len(tables), index)
     return index
 
 

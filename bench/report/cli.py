@@ -15,12 +15,16 @@ import click
               help="Sample faces per method (the same faces for every run).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Which faces are drawn for the samples and grid.")
 @click.option("--title", default="bench report", show_default=True, help="Title of the page.")
+@click.option("--figures", default="all", show_default=True,
+              help="Comma-separated figure kinds to draw (tradeoff, k-curve, epsilon, tsne, grid, cam), or none.")
 @click.option("--allow-mixed", is_flag=True, help="Report runs on different image lists of one dataset together.")
-def report(runs: tuple[str, ...], out: str, no_faces: bool, samples: int, seed: int, title: str,
+def report(runs: tuple[str, ...], out: str, no_faces: bool, samples: int, seed: int, title: str, figures: str,
            allow_mixed: bool) -> None:
     """Write a static HTML report of run folders (opens from the file system, no network, prints well)."""
     from bench.report import build_report
 
+    kinds = None if figures.strip() == "all" else tuple(k.strip() for k in figures.split(",")
+                                                        if k.strip() and k.strip() != "none")
     index = build_report(list(runs), out, no_faces=no_faces, samples=samples, seed=seed, allow_mixed=allow_mixed,
-                         title=title)
+                         title=title, figures=kinds)
     click.echo(f"wrote {index}")
