@@ -99,6 +99,7 @@ def plot_tradeoff(runs: list[Run]) -> Figure:
         for (ds, model, t), ax_row in zip(rows, axes):
             for (xlabel, metric, mmodel, higher), ax in zip(utils, ax_row):
                 pts: list[tuple[float, float]] = []
+                names: list[str] = []
                 for (fds, cls), members in fams.items():
                     if fds != ds:
                         continue
@@ -114,9 +115,9 @@ def plot_tradeoff(runs: list[Run]) -> Figure:
                     for chain in _chains([r for r, _, _ in xy]):
                         ax.plot(*zip(*(at[id(r)] for r in chain)), color=colour, lw=0.9, zorder=1)
                     for r, u, p in xy:
-                        ax.annotate(r.label, (u.value, p.value), textcoords="offset points", xytext=(3, 3),
-                                    fontsize=5.5, color="0.25")
+                        names.append(r.label)
                         pts.append((u.value, p.value))
+                _label_points(ax, pts, names)
                 if len(pts) >= 2:
                     front = pareto_front(pts, higher)
                     ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], ls="--", color="0.55", lw=0.8,
@@ -131,6 +132,23 @@ def plot_tradeoff(runs: list[Run]) -> Figure:
                 handles.setdefault(lab, h)
         fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(5, len(handles)))
     return fig
+
+
+def _label_points(ax, pts: list[tuple[float, float]], names: list[str]) -> None:
+    """Name each point; labels of points that nearly coincide are stacked (down in the upper half of the panel, up
+    in the lower half) instead of printed over each other. Hand-written: a dozen labels do not need a layout library."""
+    if not pts:
+        return
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    wx, wy = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+    mid = (max(ys) + min(ys)) / 2
+    placed: list[tuple[float, float]] = []
+    for (x, y), name in sorted(zip(pts, names), key=lambda t: (t[0][1], t[0][0])):
+        near = sum(abs(x - px) < 0.15 * wx and abs(y - py) < 0.04 * wy for px, py in placed)
+        step = -7 if y > mid else 7
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(3, 3 + step * near), fontsize=5.5,
+                    color="0.25")
+        placed.append((x, y))
 
 
 def _errorbars(ax, us: list[Value], ps: list[Value], **kw) -> None:

@@ -63,7 +63,7 @@ def html_table(df: pd.DataFrame, layout: str, heading: str = "", description: st
     labels = [c.label for c in columns]
     if len(set(labels)) < len(labels):
         # build_table keys cells by label, so two columns of one label would show the same numbers: leave it out
-        log.warning("table layout %s left out of the report: columns share a label (%s)", layout,
+        log.info("table layout %s left out of the report: columns share a label (%s)", layout,
                     ", ".join(sorted({x for x in labels if labels.count(x) > 1})))
         return None
     numeric, better = info["numeric"], info["better"]
