@@ -195,6 +195,9 @@ def test_report_over_demo_and_celeba(base_dirs, tmp_path_factory, tmp_path):
     html = index.read_text()
     assert ">celeba<" in html and ">demo<" in html and not re.search(r"https?://", html)
     assert 'src="figures/tsne.png"' in html
+    # face figures and samples per dataset: each grid's rows are that dataset's images
+    assert 'src="figures/grid-demo.png"' in html and 'src="figures/grid-celeba.png"' in html
+    assert "faces/original/celeba/" in html and "faces/original/demo/" in html
     browser = chromium()
     if browser is not None:
         png = tmp_path / "page.png"

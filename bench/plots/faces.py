@@ -22,7 +22,7 @@ from bench.errors import ConfigError
 from bench.plots.runs import Run
 from bench.plots.style import new_figure, style
 
-__all__ = ["pick_keys", "plot_cam", "plot_grid"]
+__all__ = ["pick_keys", "plot_cam", "plot_grid", "why_missing"]
 
 CELL = 1.0  # inches per face
 
@@ -53,7 +53,7 @@ def pick_keys(runs: list[Run], ids: list[str] | None = None, n: int = 4, seed: i
     return [k for i, k in enumerate(saved) if i in chosen]
 
 
-def _why_missing(run: Run, key: str) -> str:
+def why_missing(run: Run, key: str) -> str:
     if key not in run.identities:
         return "not in this run"
     if key in run.failures:
@@ -114,7 +114,7 @@ def plot_grid(runs: list[Run], ids: list[str] | None = None, n: int = 4, seed: i
     keys = pick_keys(runs, ids, n, seed)
     columns = [("Original", [_original(runs, k) for k in keys])]
     for r in runs:
-        columns.append((r.label, [(p, "" if p else _why_missing(r, k)) for k in keys
+        columns.append((r.label, [(p, "" if p else why_missing(r, k)) for k in keys
                                   for p in [r.image("anonymized", k)]]))
     return _face_table(columns, keys)
 
@@ -134,16 +134,16 @@ def plot_cam(runs: list[Run], ids: list[str] | None = None, n: int = 3, seed: in
             p = r.image("cam_H", key)
             if p is not None:
                 return p, ""
-        return None, _why_missing(cams[0], key)
+        return None, why_missing(cams[0], key)
 
     columns = [("Original", [_original(cams, k) for k in keys]), ("$H$", [h_of(k) for k in keys])]
     for r, k in zip(cams, ks):
         same_k = ks.count(k) > 1
         title = r"$\hat{H}$" + (f" K={k}" if k is not None else "") + (f" ({r.label})" if same_k or k is None else "")
-        columns.append((title, [(p, "" if p else _why_missing(r, key)) for key in keys
+        columns.append((title, [(p, "" if p else why_missing(r, key)) for key in keys
                                 for p in [r.image("cam_H_hat", key)]]))
     if len(cams) == 1:
         r = cams[0]
-        columns.append((f"Anonymised ({r.label})", [(p, "" if p else _why_missing(r, key)) for key in keys
+        columns.append((f"Anonymised ({r.label})", [(p, "" if p else why_missing(r, key)) for key in keys
                                                     for p in [r.image("anonymized", key)]]))
     return _face_table(columns, keys)

@@ -71,26 +71,42 @@ def _prepare(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def _by_dataset(runs: list[Run]) -> list[tuple[str, list[Run]]]:
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.dataset, []).append(r)
+    return list(groups.items())
+
+
 def _figures(runs: list[Run], out: Path, no_faces: bool, seed: int, kinds: tuple[str, ...] | None
              ) -> tuple[list[dict], list[dict]]:
+    """Every figure kind the runs support; face figures once per dataset (their rows are one dataset's images)."""
     from bench.plots import FACE_KINDS, make_figure, save_figure
 
     made, skipped = [], []
+    datasets = _by_dataset(runs)
     for kind, (title, caption) in FIGURES.items():
         if kinds is not None and kind not in kinds:
             continue
         if no_faces and kind in FACE_KINDS:
             skipped.append({"kind": kind, "title": title, "reason": "left out: --no-faces"})
             continue
-        try:
-            fig = make_figure(kind, runs, seed=seed)
-        except ConfigError as exc:
-            skipped.append({"kind": kind, "title": title, "reason": str(exc)})
-            continue
-        png, pdf = save_figure(fig, out / "figures" / kind, ("png", "pdf"))
-        made.append({"kind": kind, "title": title, "caption": caption, "png": png.relative_to(out).as_posix(),
-                     "pdf": pdf.relative_to(out).as_posix()})
+        parts = [(f"{kind}-{ds}", f"{title} · {ds}", sub) for ds, sub in datasets] \
+            if kind in FACE_KINDS and len(datasets) > 1 else [(kind, title, runs)]
+        for name, heading, sub in parts:
+            try:
+                fig = make_figure(kind, sub, seed=seed)
+            except ConfigError as exc:
+                skipped.append({"kind": kind, "title": heading, "reason": str(exc)})
+                continue
+            png, pdf = save_figure(fig, out / "figures" / _safe(name), ("png", "pdf"))
+            made.append({"kind": kind, "title": heading, "caption": caption, "png": png.relative_to(out).as_posix(),
+                         "pdf": pdf.relative_to(out).as_posix()})
     return made, skipped
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-._" else "-" for c in name)
 
 
 def _copy(src: Path, out: Path, rel: str) -> str:
@@ -100,30 +116,35 @@ def _copy(src: Path, out: Path, rel: str) -> str:
     return dst.relative_to(out).as_posix()
 
 
-def _samples(runs: list[Run], out: Path, n: int, seed: int) -> tuple[list[str], list[dict]]:
-    """The sample faces: the same keys for every run, copied into ``faces/<run>/``."""
-    from bench.plots.faces import _why_missing, pick_keys
+def _samples(runs: list[Run], out: Path, n: int, seed: int) -> list[dict]:
+    """The sample faces per dataset: the same keys for every run, copied into ``faces/``."""
+    from bench.plots.faces import pick_keys, why_missing
 
+    blocks: list[dict] = []
     if n < 1:
-        return [], []
-    try:
-        keys = pick_keys(runs, None, n, seed)
-    except ConfigError:
-        return [], []
-    originals = []
-    for k in keys:
-        src = next((p for r in runs for p in [r.image("original", k)] if p), None)
-        originals.append(_copy(src, out, f"faces/original/{Path(k).with_suffix('.png').as_posix()}") if src else "")
-    rows = []
-    for r in runs:
-        cells = []
+        return blocks
+    for ds, group in _by_dataset(runs):
+        try:
+            keys = pick_keys(group, None, n, seed)
+        except ConfigError:
+            continue
+        stem = {k: Path(k).with_suffix(".png").as_posix() for k in keys}
+        originals = []
         for k in keys:
-            src = r.image("anonymized", k)
-            rel = _copy(src, out, f"faces/{r.slug}/{Path(k).with_suffix('.png').as_posix()}") if src else ""
-            cells.append({"src": rel, "why": "" if rel else _why_missing(r, k)})
-        if any(c["src"] for c in cells):
-            rows.append({"label": r.label, "cells": cells})
-    return [{"key": k, "src": s} for k, s in zip(keys, originals)], rows
+            src = next((p for r in group for p in [r.image("original", k)] if p), None)
+            originals.append({"key": k, "src": _copy(src, out, f"faces/original/{_safe(ds)}/{stem[k]}") if src else ""})
+        rows = []
+        for r in group:
+            cells = []
+            for k in keys:
+                src = r.image("anonymized", k)
+                rel = _copy(src, out, f"faces/{r.slug}/{stem[k]}") if src else ""
+                cells.append({"src": rel, "why": "" if rel else why_missing(r, k)})
+            if any(c["src"] for c in cells):
+                rows.append({"label": r.label, "cells": cells})
+        if rows:
+            blocks.append({"dataset": ds, "keys": originals, "rows": rows})
+    return blocks
 
 
 def _provenance(r: Run) -> dict[str, Any]:
@@ -180,7 +201,7 @@ def build_report(paths: list[str | Path], out: str | Path, no_faces: bool = Fals
     everything = html_table(df, "auto", "All numbers", "Every record with its 95% bootstrap interval.", ci=True,
                             bold=False)
     shown, skipped = _figures(runs, out, no_faces, seed, None if figures is None else tuple(figures))
-    sample_keys, sample_rows = ([], []) if no_faces else _samples(runs, out, samples, seed)
+    sample_blocks = [] if no_faces else _samples(runs, out, samples, seed)
     failures = [{"label": r.label, "rows": sorted(r.failures.items())} for r in runs if r.failures]
     env = jinja2.Environment(loader=jinja2.PackageLoader("bench.report", "templates"),
                              autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
@@ -188,7 +209,7 @@ def build_report(paths: list[str | Path], out: str | Path, no_faces: bool = Fals
     page = env.get_template("report.html.j2").render(
         title=title, generated=time.strftime("%Y-%m-%d %H:%M:%S %z"), version=__version__, no_faces=no_faces,
         runs=[_provenance(r) for r in runs], datasets=sorted({r.dataset for r in runs}), tables=tables,
-        everything=everything, figures=shown, skipped=skipped, sample_keys=sample_keys, sample_rows=sample_rows,
+        everything=everything, figures=shown, skipped=skipped, samples=sample_blocks,
         failures=failures, max_failures=200,
     )
     index = out / "index.html"
