@@ -125,7 +125,7 @@ def test_tradeoff_points_chains_and_front(base_dirs, tmp_path):
     chains = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-" and len(ln.get_xdata()) == 2]
     assert chains, "blur-s4 and blur-s16 (one option apart) are joined by a line"
     assert {t.get_text().split(" [")[0] for t in ax.texts} == {"blur-s4", "blur-s16", "ExtGAN"}  # table row names
-    res = _cli("plot", *map(str, base_dirs), "--kind", "tradeoff", "-o", str(tmp_path / "t"), "--format", "png")
+    res = _cli("plot", *map(str, base_dirs), "--kind", "tradeoff", "-o", str(tmp_path / "t.png"), "--format", "png")
     assert res.exit_code == 0, res.output
     _check_png(tmp_path / "t.png", 600, 500)
     assert not (tmp_path / "t.pdf").exists()

@@ -85,6 +85,8 @@ def new_figure(width: float, height: float, layout: str | None = "constrained") 
 def save_figure(fig: Figure, prefix: str | Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
     """Write ``prefix.png`` and ``prefix.pdf`` (dates left out of the PDF, so reruns give the same file)."""
     prefix = Path(prefix)
+    if prefix.suffix.lower() in (".png", ".pdf", ".svg"):  # "-o fig.png" means the prefix "fig"
+        prefix = prefix.with_suffix("")
     prefix.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     with style():
