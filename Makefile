@@ -1,10 +1,11 @@
 # Two entry points for a fresh machine (see README.md):
-#   make demo   set up, then anonymise + evaluate the embedded demo faces (no download) and print tables
+#   make demo   set up, then anonymise + evaluate the embedded demo faces (no download), print tables, write a report
 #   make test   set up, then run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= results/runs
+REPORT ?= results/report/demo
 
 .PHONY: setup demo test lint clean-venv
 
@@ -19,12 +20,15 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/bench run --method identity --dataset demo --out $(DEMO) --quiet
-	$(BIN)/bench run --method pixelate --dataset demo --out $(DEMO) --quiet
-	$(BIN)/bench run --method blur --dataset demo --out $(DEMO)
+	$(BIN)/bench run --method identity --dataset demo --out $(DEMO) --save-images --quiet
+	$(BIN)/bench run --method pixelate --dataset demo --out $(DEMO) --save-images --quiet
+	$(BIN)/bench run --method blur --dataset demo --out $(DEMO) --save-images
 	@echo
 	$(BIN)/bench table $(DEMO)/demo --layout summary --format latex
 	@echo "all numbers: $(BIN)/bench table $(DEMO)/demo --layout auto --ci"
+	@echo
+	$(BIN)/bench report $(DEMO)/demo -o $(REPORT) --title "bench demo report"
+	@echo "demo report: $(abspath $(REPORT))/index.html (open it in a browser; it needs no network)"
 
 test: setup
 	@$(BIN)/python -m pytest -q; rc=$$?; \

@@ -22,6 +22,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("bench.methods.ours.gan.cli:train", "Train the paper's conditional generator (GPU recommended)."),
     "train-attributes": ("bench.train_attributes:train_attributes", "Train ethnicity/makeup attribute classifiers."),
     "benchmark": ("bench.benchmarks:benchmark", "Measure speed: face models, pipeline stages, metric suite, methods."),
+    "plot": ("bench.plots.cli:plot", "Draw the paper's figures (K curve, trade-off, face grid, CAM, t-SNE) from runs."),
+    "report": ("bench.report.cli:report", "Write a self-contained HTML report (tables, figures, faces, provenance)."),
 }
 
 
