@@ -19,7 +19,7 @@ from bench.registry import Registry
 
 __all__ = ["CARD_MODULES", "MODELS", "clear_models", "get_card", "get_model", "weights_usable"]
 
-MODELS: Registry = Registry("model")
+MODELS: Registry = Registry("model", group="bench.models")
 
 #: the modules whose ``CARDS`` make up the registry
 CARD_MODULES: tuple[str, ...] = (
