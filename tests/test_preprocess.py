@@ -177,13 +177,14 @@ def test_geometry_cache_second_pass_hits_everything(celeba_root, tmp_path, monke
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_celeba_at_least_97_percent_preprocess(celeba_root, tmp_path, monkeypatch):
-    """All 1,000 CelebA photos, once: >= 97% aligned, every failure with a reason (about a minute on one core)."""
+    """The first 400 CelebA photos of the protocol order (all 100 people), once: >= 97% aligned, every failure
+    with a reason (about 25 s on one core; all 1,000 photos gave 997 aligned when this was written)."""
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
     from bench.datasets import DATASETS
 
-    ds = DATASETS.build("celeba", celeba_root)
+    ds = DATASETS.build("celeba", celeba_root, limit=400)
     refs = ds.refs()
-    assert len(refs) == 1000 and len({r.identity for r in refs}) == 100
+    assert len(refs) == 400 and len({r.identity for r in refs}) == 100
     pipe = FacePipeline()
     failures: dict[str, str] = {}
     ok = 0
