@@ -23,6 +23,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("bench.methods.ours.gan.cli:train", "Train the paper's conditional generator (GPU recommended)."),
     "train-attributes": ("bench.train_attributes:train_attributes", "Train ethnicity/makeup attribute classifiers."),
     "benchmark": ("bench.benchmarks:benchmark", "Measure the speed of the pipeline stages and metric suite."),
+    "sweep": ("bench.sweep.cli:sweep", "Run an ablation/baseline sweep spec (sweeps/*.yaml); `sweep status SPEC`."),
+    "compare": ("bench.sweep.cli:compare", "Compare two sets of records; exit 1 on a regression (the CI gate)."),
 }
 
 
