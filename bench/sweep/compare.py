@@ -14,8 +14,9 @@ The rule, for each matched number with a value on both sides:
   gates: it is not the black-box privacy the protocol reports;
 * a baseline number absent from CURRENT (or without a value there) is **missing**: a failure unless
   ``--allow-missing``; numbers only in CURRENT are **new** (reported);
-* numbers of runs on different image lists (the ``images`` column) or with opposite directions are **not
-  comparable**: a failure.
+* numbers of runs on different image lists (the ``images`` column), of a method whose options resolved differently
+  (the ``options`` column: ``psi=auto`` became another model) or with opposite directions are **not comparable**:
+  a failure.
 
 Tolerances (``--tolerance``): a number for every metric, or ``METRIC=X`` pairs where X is in the metric's units
 (rates are in percent: ``reid=2`` allows 2 points) or ``X%`` of the baseline value; ``*`` is every other metric; a
@@ -111,11 +112,13 @@ def _read_sweep_csv(path: Path) -> pd.DataFrame:
                           "folder of runs")
     df = _validated(raw, str(path))
     df["cell"] = raw["cell"].astype(str)
-    df["images"] = raw["images"].astype(str) if "images" in raw.columns else ""
+    for col in ("images", "options"):
+        df[col] = raw[col].astype(str) if col in raw.columns else ""
     return df
 
 
 def _read_runs(path: Path) -> pd.DataFrame:
+    from bench.sweep.report import options_hash
     from bench.sweep.state import run_done
     from bench.tables import find_run_dirs, read_manifest, read_records
 
@@ -129,6 +132,7 @@ def _read_runs(path: Path) -> pd.DataFrame:
         rec["cell"] = cell_id(str(cfg.get("dataset", rec["dataset"].iloc[0])), str(cfg.get("method", "")),
                               cfg.get("method_args") or {}, int(cfg.get("seed", 0)))
         rec["images"] = str(m.get("image_list_hash", ""))[:16]
+        rec["options"] = options_hash(m)
         frames.append(rec)
     if not frames:
         raise ConfigError(f"{path}: no finished run below it")
@@ -149,7 +153,10 @@ def load_records(path: str | Path) -> pd.DataFrame:
     else:
         raise ConfigError(f"{p} does not exist")
     df = df.copy()
-    df["thr"] = df["threshold"].map(lambda t: "" if t is None or math.isnan(t) else f"{t:.6g}")
+    # a FAR-calibrated number (model "sface@far1e-3") is keyed by its FAR target, not by the fitted threshold, which
+    # moves with float rounding across machines (it is compared itself, as the metric threshold_far)
+    df["thr"] = [("" if t is None or math.isnan(t) or "@far" in str(m) else f"{t:.6g}")
+                 for t, m in zip(df["threshold"], df["model"])]
     dup = df.duplicated(KEY, keep=False)
     if dup.any():
         r = df[dup].iloc[0]
@@ -209,8 +216,9 @@ def _text(value: float, lo: float, hi: float) -> str:
 def _judge(b: dict[str, Any], c: dict[str, Any], tol: Tolerance) -> tuple[str, float, float]:
     """(status, delta, tolerance) of one matched number."""
     t = tol.for_metric(str(b["metric"]), 0.0 if math.isnan(b["value"]) else b["value"])
-    if b["images"] and c["images"] and b["images"] != c["images"]:
-        return "not comparable", float("nan"), t
+    for col in ("images", "options"):
+        if b[col] and c[col] and b[col] != c[col]:
+            return "not comparable", float("nan"), t
     if bool(b["higher_is_better"]) != bool(c["higher_is_better"]):
         return "not comparable", float("nan"), t
     if math.isnan(b["value"]):
@@ -254,8 +262,10 @@ def compare_records(baseline: pd.DataFrame, current: pd.DataFrame, tol: Toleranc
         else:
             status, delta, _ = _judge(b, c, tol)
             row["cur_text"] = _text(c["value"], c["ci_low"], c["ci_high"])
-            if status == "not comparable" and b["images"] != c["images"]:
-                row["cur_text"] += f" (images {c['images'][:8]} vs {b['images'][:8]})"
+            if status == "not comparable":
+                why = ("other images" if b["images"] != c["images"] else
+                       "other resolved method options" if b["options"] != c["options"] else "opposite directions")
+                row["cur_text"] += f" ({why})"
         row.update(status=status, delta=delta, delta_text="" if math.isnan(delta) else f"{delta:+.4g}",
                    tol_text=tol.describe(str(b["metric"])))
         out.rows.append(row)

@@ -2,8 +2,8 @@
 
 * ``sweep.csv``   every record of every finished cell, long format: the columns of records.csv
   (results/README.md) plus ``cell`` (its id), ``seed``, ``label`` (the table row label of the run), ``images`` (the
-  run's image-list hash: two numbers are comparable only on the same images) and ``run`` (the run folder, relative
-  to ``--out``). Values are copied from each records.csv as written (no re-rounding), in cell order, so the file
+  run's image-list hash: two numbers are comparable only on the same images), ``options`` (a hash of the method's
+  resolved options: ``psi=auto`` resolves to the model present) and ``run`` (the run folder, relative to ``--out``). Values are copied from each records.csv as written (no re-rounding), in cell order, so the file
   does not depend on the executor or on the order in which cells finished.
 * ``cells.csv``   one row per cell: state, reason, run folder.
 * ``tables/NAME.{md,tex,csv}`` the spec's tables (:func:`bench.tables.render` over the cells' run folders).
@@ -34,7 +34,16 @@ __all__ = ["SWEEP_COLUMNS", "Report", "write_report"]
 
 log = logging.getLogger(__name__)
 
-SWEEP_COLUMNS = ["cell", "seed", *RECORD_COLUMNS, "label", "images", "run"]
+SWEEP_COLUMNS = ["cell", "seed", *RECORD_COLUMNS, "label", "images", "options", "run"]
+
+
+def options_hash(manifest: dict[str, Any]) -> str:
+    """A short hash of the method's resolved options (``auto`` settings resolved, e.g. the model Psi became): two
+    numbers of one cell are comparable only when these agree."""
+    import hashlib
+
+    opts = manifest.get("resolved", {}).get("method_options", {})
+    return hashlib.sha256(json.dumps(opts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -69,6 +78,7 @@ def sweep_records(cells: list[Cell], states: dict[str, CellState], out_root: Pat
         rec.insert(1, "seed", str(cell.seed))
         rec["label"] = str(manifest.get("row_label") or (rec["variant"].iloc[0] if len(rec) else ""))
         rec["images"] = str(manifest.get("image_list_hash", ""))[:16]
+        rec["options"] = options_hash(manifest)
         rec["run"] = _relative(st.run_dir, out_root)
         frames.append(rec[SWEEP_COLUMNS])
     if not frames:

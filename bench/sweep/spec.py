@@ -50,7 +50,7 @@ from bench.errors import ConfigError
 
 __all__ = ["Cell", "FigureSpec", "SweepSpec", "TableSpec", "cell_id", "load_spec"]
 
-_TOP_KEYS = {"name", "description", "datasets", "methods", "seeds", "resources", "retries", "tables", "figures"}
+_TOP_KEYS = {"name", "description", "args", "datasets", "methods", "seeds", "resources", "retries", "tables", "figures"}
 _METHOD_KEYS = {"method", "args", "method_args", "grid", "zip", "optional"}
 _DATASET_KEYS = {"dataset", "optional"}
 #: run settings a spec may not set: the sweep decides them (a finished cell is never recomputed)
@@ -185,8 +185,9 @@ def _settings(entry: Mapping[str, Any], skip: set[str]) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in entry.items() if str(k).replace("-", "_") not in skip}
 
 
-def _points(entry: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
-    """The method-arg dictionaries of one `methods:` entry: fixed args x grid (product) x zip groups (zipped)."""
+def _points(entry: Mapping[str, Any], where: str, shared: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The method-arg dictionaries of one `methods:` entry: fixed args x grid (product) x zip groups (zipped); the
+    spec's top-level ``args`` (``shared``) apply where the entry does not set the same option."""
     fixed = entry.get("args", entry.get("method_args")) or {}
     if not isinstance(fixed, Mapping):
         raise ConfigError(f"{where}: args must be a mapping of method options to values")
@@ -216,7 +217,8 @@ def _points(entry: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
         raise ConfigError(f"{where}: method option(s) {', '.join(twice)} appear more than once among args/grid/zip")
     out = []
     for combo in itertools.product(*axes):
-        point = {str(k): v for k, v in fixed.items()}
+        point = {str(k): v for k, v in shared.items() if k not in keys}
+        point.update({str(k): v for k, v in fixed.items()})
         for part in combo:
             point.update(part)
         out.append(point)
@@ -263,6 +265,9 @@ def load_spec(path: str | Path, limit: int | None = None, device: str | None = N
         raise ConfigError(f"{src}: empty sweep spec; it needs `datasets:` and `methods:` lists")
     _check_keys(data, _TOP_KEYS, src)
     shared = _settings(data, _TOP_KEYS)
+    shared_args = data.get("args") or {}
+    if not isinstance(shared_args, Mapping):
+        raise ConfigError(f"{src}: args must be a mapping of method options to values (applied to every method)")
     if "seed" in shared and "seeds" in data:
         raise ConfigError(f"{src}: give either seed or seeds, not both")
     seeds_raw = _list(data.get("seeds", shared.pop("seed", 0)), f"{src}: seeds")
@@ -306,7 +311,7 @@ def load_spec(path: str | Path, limit: int | None = None, device: str | None = N
             _check_keys(m_entry, _METHOD_KEYS, m_where)
             m_name = str(m_entry["method"])
             optional = bool(m_entry.get("optional", False) or d_entry.get("optional", False))
-            for point in _points(m_entry, m_where):
+            for point in _points(m_entry, m_where, shared_args):
                 for seed in seeds:
                     settings = {**shared, **d_settings, **_settings(m_entry, _METHOD_KEYS), "dataset": d_name,
                                 "method": m_name, "method_args": point, "seed": seed, "out": out_root,
@@ -322,7 +327,8 @@ def load_spec(path: str | Path, limit: int | None = None, device: str | None = N
                     if error is None:
                         RunConfig.from_mapping(settings, source)  # validate now: a typo stops before any work
                         settings = _absolute(settings)
-                    cid = cell_id(d_name, m_name, {k: _text(v) for k, v in point.items()}, seed)
+                    args = point if error else settings["method_args"]  # as the run folder's config records them
+                    cid = cell_id(d_name, m_name, {k: _text(v) for k, v in args.items()}, seed)
                     if cid in seen:
                         raise ConfigError(f"{src}: cells {seen[cid]} and {index} are both {cid}; give them other "
                                           "method args or seeds")
