@@ -58,6 +58,7 @@ _FORBIDDEN = {"force": "a finished cell is never recomputed; delete its run fold
               "method": "list methods under `methods:`", "dataset": "list datasets under `datasets:`",
               "method_args": "give method args in a `methods:` entry (args/grid/zip)"}
 _RESOURCE_KEYS = {"num_gpus", "num_cpus", "memory"}
+_DEFAULT_OUT = next(f.default for f in dataclasses.fields(RunConfig) if f.name == "out")
 _TABLE_FORMATS = {"md": "md", "markdown": "md", "latex": "tex", "tex": "tex", "csv": "csv"}
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -287,7 +288,7 @@ def load_spec(path: str | Path, limit: int | None = None, device: str | None = N
     if device is not None:
         overrides["device"] = device
     try:
-        out_root = str(Path(_expand(out or str(shared.pop("out", None) or RunConfig().out), "", 0)).expanduser()
+        out_root = str(Path(_expand(out or str(shared.pop("out", None) or _DEFAULT_OUT), "", 0)).expanduser()
                        .absolute())
     except KeyError as exc:
         raise ConfigError(f"{src}: out uses ${{{exc.args[0]}}}, which is not set") from None
@@ -325,7 +326,11 @@ def load_spec(path: str | Path, limit: int | None = None, device: str | None = N
                         error = (f"environment variable {exc.args[0]} is not set (the spec uses "
                                  f"${{{exc.args[0]}}}); set it and run again")
                     if error is None:
-                        RunConfig.from_mapping(settings, source)  # validate now: a typo stops before any work
+                        try:  # validate now: a typo stops the sweep before any work
+                            RunConfig.from_mapping(settings, source)
+                        except ConfigError as exc:
+                            msg = str(exc)
+                            raise ConfigError(msg if msg.startswith(source) else f"{source}: {msg}") from None
                         settings = _absolute(settings)
                     args = point if error else settings["method_args"]  # as the run folder's config records them
                     cid = cell_id(d_name, m_name, {k: _text(v) for k, v in args.items()}, seed)

@@ -7,7 +7,8 @@ computes nothing):
 * ``running``  the run folder's ``.lock`` is held by a process (``.lock.info`` names it);
 * ``failed``   its last attempt in this sweep failed: the reason is kept in ``<report>/cells/*.json``;
 * ``pending``  not done yet (never started, or interrupted: the reason says how many batches are stored);
-* ``blocked``  it cannot start: the plan fails (an unknown method arg, a missing folder, an unset variable);
+* ``blocked``  it cannot start (the plan fails: an unknown method arg, a missing folder, an unset variable) and
+  was not tried yet; once tried, it is ``failed``;
 * ``skipped``  like blocked, for a cell of an ``optional: true`` entry (it does not fail the sweep).
 """
 
@@ -125,9 +126,12 @@ def cell_state(cell: Cell, log: CellLog | None = None) -> CellState:
     blocked = "skipped" if cell.optional else "blocked"
     if cell.error:
         return CellState(cell.id, blocked, cell.error)
+    failure = log.failure(cell.id) if log is not None else None
     try:
         plan = make_plan(dataclasses.replace(cell.config(), device="cpu"))
     except BenchError as exc:
+        if failure and not cell.optional:  # it was tried and failed (the reason then is the reason now)
+            return CellState(cell.id, "failed", str(failure.get("reason", "")) or _one_line(exc))
         return CellState(cell.id, blocked, _one_line(exc))
     run_dir, n = plan.run_dir, len(plan.refs)
     del plan
@@ -137,7 +141,6 @@ def cell_state(cell: Cell, log: CellLog | None = None) -> CellState:
     done, why = run_done(run_dir)
     if done:
         return CellState(cell.id, "done", "", run_dir, n)
-    failure = log.failure(cell.id) if log is not None else None
     if failure:
         return CellState(cell.id, "failed", str(failure.get("reason", "")), run_dir, n)
     return CellState(cell.id, "pending", why, run_dir, n)
