@@ -43,8 +43,29 @@ def _common(func):  # options shared by run and status (they decide which cells 
     return click.argument("spec", type=click.Path(exists=True, dir_okay=False))(func)
 
 
+class _Once:
+    """A logging filter that lets each message through once: every cell plans the same models, and the same warning
+    (a skipped recogniser, a pool that is not identity-disjoint) would otherwise repeat once per cell."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def filter(self, record) -> bool:
+        msg = record.getMessage()
+        if msg in self.seen:
+            return False
+        self.seen.add(msg)
+        return True
+
+
 def _load(spec_path: str, limit: int | None, device: str | None, out: str | None, patterns: tuple[str, ...]):
+    import logging
+
     from bench.sweep.spec import load_spec
+
+    once = _Once()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(once)
 
     spec = load_spec(spec_path, limit=limit, device=device, out=out)
     return spec, spec.select(list(patterns))
