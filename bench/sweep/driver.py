@@ -54,6 +54,10 @@ def run_sweep(spec: SweepSpec, cells: Sequence[Cell], *, executor: str = "local"
     seen = [0]
 
     def report(o: Outcome) -> None:
+        if o.status == "failed":  # kept at once: a sweep killed later still tells why this cell failed
+            log.record_failure(o.id, o.reason, o.detail)
+        elif o.status in ("computed", "done"):
+            log.clear(o.id)
         seen[0] += 1
         head = f"[{seen[0]}/{total}] {o.status:<8} {o.id}"
         if o.status == "computed":
@@ -92,7 +96,8 @@ def run_sweep(spec: SweepSpec, cells: Sequence[Cell], *, executor: str = "local"
             states[cell.id] = CellState(cell.id, "skipped", o.reason, run_dir)
         else:
             reason = o.reason or "the run did not finish"
-            log.record_failure(cell.id, reason, o.detail)
+            if o.status != "failed":
+                log.record_failure(cell.id, reason, o.detail)
             states[cell.id] = CellState(cell.id, "failed", reason, run_dir)
     rep = write_report(spec, list(cells), states, Path(spec.out).expanduser(), report_dir)
     counts: dict[str, int] = {}
