@@ -287,3 +287,14 @@ def test_ray_missing_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_ray)
     code, text = _cli("sweep", str(_spec(tmp_path)), "--executor", "ray", "--out", str(tmp_path / "o"))
     assert code == 2 and "bench-faceanon[ray]" in text
+
+
+def test_lower_levels_override_higher_ones_whatever_the_spelling(tmp_path):
+    spec = load_spec(_spec(tmp_path, """
+        bootstrap: 50
+        metrics: ssim
+        datasets: [{dataset: demo, n_bootstrap: 7}]
+        methods: [blur, {method: pixelate, metrics: [psnr]}]
+        """))
+    got = {c.id: (c.config().n_bootstrap, c.config().metrics) for c in spec.cells}
+    assert got == {"demo/blur/seed=0": (7, ("ssim",)), "demo/pixelate/seed=0": (7, ("psnr",))}

@@ -183,7 +183,16 @@ def _check_keys(entry: Mapping[str, Any], allowed: set[str], where: str) -> None
 
 
 def _settings(entry: Mapping[str, Any], skip: set[str]) -> dict[str, Any]:
-    return {str(k).replace("-", "_"): v for k, v in entry.items() if str(k).replace("-", "_") not in skip}
+    """The run settings of a spec level, keyed by RunConfig field names (``bootstrap`` -> ``n_bootstrap``), so that
+    a lower level overrides a higher one whichever spelling each uses."""
+    aliases = {next(fl for fl in f.metadata["flags"] if fl.startswith("--")).lstrip("-").replace("-", "_"): f.name
+               for f in dataclasses.fields(RunConfig)}
+    out = {}
+    for key, value in entry.items():
+        k = str(key).replace("-", "_")
+        if k not in skip:
+            out[aliases.get(k, k)] = value
+    return out
 
 
 def _points(entry: Mapping[str, Any], where: str, shared: Mapping[str, Any]) -> list[dict[str, Any]]:
