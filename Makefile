@@ -11,11 +11,12 @@ REPORT ?= results/report/demo
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt requirements-ray.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade --quiet "pip>=23"
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(BIN)/pip install --quiet -r requirements-ray.txt  # optional extra [ray]; the suite tests the Ray executor
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 

@@ -24,6 +24,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "benchmark": ("bench.benchmarks:benchmark", "Measure speed: face models, pipeline stages, metric suite, methods."),
     "plot": ("bench.plots.cli:plot", "Draw the paper's figures (K curve, trade-off, face grid, CAM, t-SNE) from runs."),
     "report": ("bench.report.cli:report", "Write a self-contained HTML report (tables, figures, faces, provenance)."),
+    "sweep": ("bench.sweep.cli:sweep", "Run an ablation/baseline sweep spec (sweeps/*.yaml); `sweep status SPEC`."),
+    "compare": ("bench.sweep.cli:compare", "Compare two sets of records; exit 1 on a regression (the CI gate)."),
 }
 
 

@@ -22,6 +22,7 @@ from bench.tables.runs import (
     gather_runs,
     read_manifest,
     read_records,
+    validate_records,
 )
 
 __all__ = [
@@ -43,4 +44,5 @@ __all__ = [
     "read_manifest",
     "read_records",
     "render",
+    "validate_records",
 ]

@@ -11,7 +11,7 @@ import pandas as pd
 
 from bench.errors import ConfigError
 from bench.registry import Registry
-from bench.tables.runs import _validated
+from bench.tables.runs import validate_records
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def build_table(df: pd.DataFrame, layout: str = "auto", ci: bool = False) -> Tab
     """
     if layout not in LAYOUTS:
         raise ConfigError(f"unknown table layout {layout!r}; known: {', '.join(sorted(LAYOUTS))}")
-    df = _validated(df, "records")
+    df = validate_records(df, "records")
     if "run" not in df.columns:
         df["run"] = df["dataset"] + "/" + df["method"] + "/" + df["variant"]
     everything = _by_metric(df)

@@ -72,7 +72,7 @@ def _parse_text(v: Any, required: bool) -> str:
     return s
 
 
-def _validated(df: pd.DataFrame, source: str) -> pd.DataFrame:
+def validate_records(df: pd.DataFrame, source: str) -> pd.DataFrame:
     """Records with every cell checked and typed: text columns str ("" when empty), numbers float (NaN when empty),
     ``n`` int, ``higher_is_better``/``white_box`` bool. Raises a one-line ConfigError naming ``source``, the row and
     the value that is wrong."""
@@ -119,7 +119,7 @@ def _validated(df: pd.DataFrame, source: str) -> pd.DataFrame:
 
 
 def read_records(path: str | Path) -> pd.DataFrame:
-    """One validated records.csv (see :func:`_validated`); unknown columns, a value that is not a number, a
+    """One validated records.csv (see :func:`validate_records`); unknown columns, a value that is not a number, a
     direction that is not True/False, two rows for one (metric, model, threshold), or rows of several datasets or
     methods are refused with a one-line :class:`ConfigError`. An empty file gives an empty DataFrame."""
     path = Path(path)
@@ -134,7 +134,7 @@ def read_records(path: str | Path) -> pd.DataFrame:
     if unknown:
         raise ConfigError(f"{path}: unknown column(s) {', '.join(map(repr, unknown))}; a records.csv has the columns "
                           f"{', '.join(RECORD_COLUMNS)} (results/README.md); {_REDO}")
-    df = _validated(raw, str(path))
+    df = validate_records(raw, str(path))
     for col in ("dataset", "method", "variant"):
         if df[col].nunique() > 1:
             raise ConfigError(f"{path}: rows of several {col}s ({', '.join(map(repr, sorted(df[col].unique())))}); "
