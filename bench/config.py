@@ -31,7 +31,7 @@ from typing import Any
 
 from bench.errors import ConfigError
 
-__all__ = ["RunConfig", "click_options", "config_from_cli", "load_run_file", "resolve_device"]
+__all__ = ["RunConfig", "as_cli_text", "click_options", "config_from_cli", "load_run_file", "resolve_device"]
 
 # How a field's value is written on the command line / in a file:
 #   value   a scalar (int/str/float), converted to the field's type
@@ -216,14 +216,14 @@ def _from_file(f: dataclasses.Field, value: Any, source: str) -> Any:
         return _csv(value)
     if kind == "pairs":
         if isinstance(value, Mapping):
-            return {str(k).replace("-", "_"): _text(v) for k, v in value.items()}
+            return {str(k).replace("-", "_"): as_cli_text(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return _pairs([str(v) for v in value], where)
         raise ConfigError(f"{where} must be a mapping of option names to values")
     if kind == "nested":
         if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
             raise ConfigError(f"{where} must map each metric to a mapping of its options, e.g. {{lpips: {{net: vgg}}}}")
-        return {str(m): {str(k).replace("-", "_"): _text(v) for k, v in opts.items()} for m, opts in value.items()}
+        return {str(m): {str(k).replace("-", "_"): as_cli_text(v) for k, v in opts.items()} for m, opts in value.items()}
     if kind == "word":
         return None if value is None or str(value).lower() == "none" else str(value)
     if kind == "flag":
@@ -233,12 +233,12 @@ def _from_file(f: dataclasses.Field, value: Any, source: str) -> Any:
     return _scalar(f, value, where)
 
 
-def _text(value: Any) -> str:
-    """A YAML value as the string a command line would carry (lists as comma-separated items)."""
+def as_cli_text(value: Any) -> str:
+    """A YAML value as the string a command line would carry (``True`` -> ``true``; lists comma-separated)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
-        return ",".join(_text(v) for v in value)
+        return ",".join(as_cli_text(v) for v in value)
     return str(value)
 
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.config import RunConfig, load_run_file
+from bench.config import RunConfig, as_cli_text, load_run_file
 from bench.errors import ConfigError
 
 __all__ = ["Cell", "FigureSpec", "SweepSpec", "TableSpec", "cell_id", "load_spec"]
@@ -65,18 +65,9 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PLACEHOLDER = re.compile(r"\{(dataset|seed)\}")
 
 
-def _text(value: Any) -> str:
-    """A YAML scalar as a command line would carry it (``True`` -> ``true``; lists comma-separated)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return ",".join(_text(v) for v in value)
-    return str(value)
-
-
 def cell_id(dataset: str, method: str, method_args: Mapping[str, Any], seed: int) -> str:
     """``dataset/method[k=v,...]/seed=S`` with args sorted by key: the key of a cell in sweep.csv and comparisons."""
-    args = ",".join(f"{k}={_text(v)}" for k, v in sorted(method_args.items()))
+    args = ",".join(f"{k}={as_cli_text(v)}" for k, v in sorted(method_args.items()))
     return f"{dataset}/{method}" + (f"[{args}]" if args else "") + f"/seed={seed}"
 
 
@@ -342,7 +333,7 @@ def load_spec(path: str | Path, limit: int | None = None, device: str | None = N
                             raise ConfigError(msg if msg.startswith(source) else f"{source}: {msg}") from None
                         settings = _absolute(settings)
                     args = point if error else settings["method_args"]  # as the run folder's config records them
-                    cid = cell_id(d_name, m_name, {k: _text(v) for k, v in args.items()}, seed)
+                    cid = cell_id(d_name, m_name, {k: as_cli_text(v) for k, v in args.items()}, seed)
                     if cid in seen:
                         raise ConfigError(f"{src}: cells {seen[cid]} and {index} are both {cid}; give them other "
                                           "method args or seeds")
