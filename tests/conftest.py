@@ -80,3 +80,18 @@ def face_batch(demo_faces):
     return FaceBatch(keys=keys, identities=[f"id{i}" for i in range(len(keys))], images=images, landmarks5=lm5,
                      seeds=[image_seed(0, k) for k in keys], landmarks68=lm68, masks=face_masks(256, lm5, lm68),
                      transforms=np.stack([f.transform for f in demo_faces]))
+
+
+# -- small real runs for the figure and report tests (tests/figure_runs.py), made once per session -------------------
+@pytest.fixture(scope="session")
+def base_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ...]:
+    from figure_runs import baseline_runs
+
+    return baseline_runs(str(tmp_path_factory.getbasetemp() / "figure_runs"))
+
+
+@pytest.fixture(scope="session")
+def ours_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ...]:
+    from figure_runs import ours_runs
+
+    return ours_runs(str(tmp_path_factory.getbasetemp() / "figure_runs"))

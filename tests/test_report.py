@@ -13,22 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from figure_runs import MISSING, baseline_runs, celeba_run, chromium, ours_runs, screenshot
+from figure_runs import MISSING, celeba_run, chromium, screenshot
 from PIL import Image
 
 from bench.errors import ConfigError
 
 pytestmark = [pytest.mark.weights]
-
-
-@pytest.fixture(scope="session")
-def base_dirs(tmp_path_factory) -> tuple[Path, ...]:
-    return baseline_runs(str(tmp_path_factory.getbasetemp() / "figure_runs"))
-
-
-@pytest.fixture(scope="session")
-def ours_dirs(tmp_path_factory) -> tuple[Path, ...]:
-    return ours_runs(str(tmp_path_factory.getbasetemp() / "figure_runs"))
 
 
 @pytest.fixture(scope="session")
