@@ -148,6 +148,27 @@ def test_age_gender_torch_networks_equal_onnxruntime(face_batch):
         assert np.abs(got - model._probs(task, chips[task])).max() < 1e-5, task
 
 
+@pytest.mark.weights
+def test_yunet_batched_best_scores_equal_opencv(face_batch):
+    from bench.metrics.detection import YuNetScores
+
+    det = _model("yunet")
+    rng = np.random.default_rng(1)
+    crops = _blurred(face_batch.images)
+    crops[0] = rng.integers(0, 256, crops[0].shape, dtype=np.uint8)  # no face
+    crops[1] = 128  # flat grey
+    pad = 40
+    ref = []
+    for im in crops:
+        faces = det.detect(cv2.copyMakeBorder(im, pad, pad, pad, pad, cv2.BORDER_REPLICATE))
+        ref.append(max(f.score for f in faces) if faces else np.nan)
+    ref = np.array(ref)
+    best = YuNetScores(det.path, "cpu")(torch.from_numpy(crops).permute(0, 3, 1, 2), pad)
+    found = best >= det.score_threshold
+    assert np.array_equal(found, np.isfinite(ref)) and not found[0] and found[2:].all()
+    assert np.abs(best[found] - ref[found]).max() < 1e-5
+
+
 # -- float16 parity (the networks in half precision, run on the CPU) ----------------------------------------------
 @pytest.mark.weights
 @pytest.mark.parametrize("name", ["sface", "dlib"])
@@ -226,7 +247,7 @@ def test_cuda_metric_suite_matches_cpu(face_batch, tmp_path):
     out = {}
     for device in ("cpu", "cuda"):
         metrics = {n: METRICS.build(n, device=device, **({"recognizers": "sface,dlib"} if n == "reid" else {}))
-                   for n in ("ssim", "psnr", "lpips", "reid", "attributes")}
+                   for n in ("ssim", "psnr", "lpips", "reid", "attributes", "detection")}
         ctx = MetricContext(keys=list(face_batch.keys), identities=np.array(face_batch.identities),
                             cache_dir=tmp_path / device, device=device)
         for m in metrics.values():
@@ -241,5 +262,7 @@ def test_cuda_metric_suite_matches_cpu(face_batch, tmp_path):
         for side in ("x", "z"):
             cos = np.sum(cpu["reid"][f"{side}.{name}"] * gpu["reid"][f"{side}.{name}"], axis=1)
             assert cos.min() > 0.999, (name, side, cos.min())
+    assert np.array_equal(cpu["detection"]["found"], gpu["detection"]["found"])
+    assert np.nanmax(np.abs(cpu["detection"]["score"] - gpu["detection"]["score"])) < 1e-4
     for key, value in cpu["attributes"].items():
         assert np.mean(value == gpu["attributes"][key]) >= 0.875, key

