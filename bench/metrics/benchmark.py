@@ -62,7 +62,7 @@ def _prepare(dataset_name: str, data_root: str | None, limit: int, seed: int, de
 
 
 def _timed_run(config: Any, device: str, batch: Any, anonymized: np.ndarray, cache_dir: Path, batch_size: int,
-               warm_dir: Path, threads: int = 2) -> dict[str, Any]:
+               warm_dir: Path, threads: int = 2, extra_recognizers: dict[str, Any] | None = None) -> dict[str, Any]:
     from bench.metrics.base import MetricContext
     from bench.metrics.suite import MetricSuite
     from bench.runner import build_suite
@@ -71,6 +71,8 @@ def _timed_run(config: Any, device: str, batch: Any, anonymized: np.ndarray, cac
     metrics, skipped, problems = build_suite(config, device)
     if problems:
         raise ConfigError("; ".join(problems))
+    if extra_recognizers and "reid" in metrics:
+        metrics["reid"].add_models(extra_recognizers)
     n = len(batch)
     identities = np.array(batch.identities)
     # load and warm every model on two images, in a throw-away cache
@@ -138,10 +140,11 @@ def gallery_timing(n: int = 5000, dim: int = 512, per_identity: int = 5, seed: i
 
 def measure(dataset_name: str, data_root: str | None, limit: int, methods: tuple[str, str], device: str = "auto",
             metrics: tuple[str, ...] | None = None, recognizers: tuple[str, ...] | None = None, batch_size: int = 16,
-            seed: int = 0, threads: int = 2, prepared: tuple[Any, dict[str, np.ndarray]] | None = None
-            ) -> dict[str, Any]:
+            seed: int = 0, threads: int = 2, prepared: tuple[Any, dict[str, np.ndarray]] | None = None,
+            extra_recognizers: dict[str, Any] | None = None) -> dict[str, Any]:
     """Prepare the crops (or take ``prepared``: the originals' FaceBatch and each method's crops), then time the suite
-    for ``methods[0]`` (cold cache) and ``methods[1]`` (warm cache), ``threads`` metrics at once."""
+    for ``methods[0]`` (cold cache) and ``methods[1]`` (warm cache), ``threads`` metrics at once; recognisers in
+    ``extra_recognizers`` (built elsewhere, e.g. stand-in architectures) join the ReID metric."""
     from bench.config import RunConfig, resolve_device
 
     device = resolve_device(device)
@@ -155,7 +158,7 @@ def measure(dataset_name: str, data_root: str | None, limit: int, methods: tuple
                 config = RunConfig(method=method, dataset=dataset_name, data_root=data_root, limit=limit, seed=seed,
                                    device=device, metrics=metrics, recognizers=recognizers)
                 r = _timed_run(config, device, batch, outputs[method], Path(tmp) / "cache", batch_size,
-                               Path(tmp) / f"warm{i}", threads)
+                               Path(tmp) / f"warm{i}", threads, extra_recognizers)
                 r["method"] = method
                 runs.append(r)
         finally:

@@ -110,6 +110,14 @@ class IdentityRates(Metric):
         self._caches: dict[str, OriginalsCache] = {}
         self._ctx: MetricContext | None = None
 
+    def add_models(self, models: dict[str, Any]) -> None:
+        """Add recognisers built elsewhere (``bench benchmark all``'s stand-in architectures) before :meth:`setup`;
+        their thresholds and directions are their own (their cards')."""
+        for name, model in models.items():
+            self.models[name] = model
+            self.thresholds[name] = tuple(PROTOCOL_THRESHOLDS.get(name) or tuple(getattr(model, "thresholds", ())))
+            self.directions[name] = model.direction
+
     def setup(self, context: MetricContext) -> None:
         self._ctx = context
         for name, model in self.models.items():
