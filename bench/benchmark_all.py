@@ -301,6 +301,8 @@ _STAGES = ("naive_loop", "pipeline_parts", "preprocess", "models", "metric_suite
               help="Methods timed by the methods stage (comma-separated).")
 @click.option("--method-images", type=click.IntRange(min=1), default=16, show_default=True,
               help="Images per method in the methods stage.")
+@click.option("--naive-images", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Photos of the naive loop and of the one-at-a-time pipeline parts (a rate needs no more).")
 @click.option("--standins/--no-standins", default=None,
               help="Add ArcFace/FaceNet/AdaFace architectures with random weights (default: on CUDA only).")
 @click.option("--stages", default=",".join(_STAGES), show_default=True, help="Comma-separated subset of the stages.")
@@ -308,7 +310,7 @@ _STAGES = ("naive_loop", "pipeline_parts", "preprocess", "models", "metric_suite
               help="Seconds; stages that would start later are skipped (0: no limit).")
 def benchmark_all(device: str, json_out: Path | None, dataset_name: str, data_root: str | None, limit: int,
                   repeat: int, batch_size: int | None, workers: int, methods: str, method_images: int,
-                  standins: bool | None, stages: str, budget: float) -> None:
+                  naive_images: int, standins: bool | None, stages: str, budget: float) -> None:
     """Time every stage, whole `bench run` cold and warm, and the naive per-image loop; write one JSON."""
     from bench.config import resolve_device
     from bench.errors import BenchError
@@ -331,8 +333,8 @@ def benchmark_all(device: str, json_out: Path | None, dataset_name: str, data_ro
         os.environ["BENCH_CACHE"] = str(Path(tmp) / "cache")
         try:
             _benchmark(device, json_out, dataset_name, data_root, limit, repeat, batch_size, workers,
-                       [m.strip() for m in methods.split(",") if m.strip()], method_images, standins, wanted, budget,
-                       Path(tmp))
+                       [m.strip() for m in methods.split(",") if m.strip()], method_images, naive_images, standins,
+                       wanted, budget, Path(tmp))
         except BenchError as exc:
             raise click.ClickException(str(exc)) from None
         finally:
@@ -359,8 +361,8 @@ def _environment(device: str) -> dict[str, Any]:
 
 
 def _benchmark(device: str, json_out: Path | None, dataset_name: str, data_root: str | None, limit: int,
-               repeat: int, batch: int, workers: int, methods: list[str], method_images: int, standins: bool,
-               wanted: list[str], budget: float, tmp: Path) -> None:
+               repeat: int, batch: int, workers: int, methods: list[str], method_images: int, naive_images: int,
+               standins: bool, wanted: list[str], budget: float, tmp: Path) -> None:
     from bench.datasets import DATASETS
     from bench.face.pipeline import FacePipeline
 
@@ -380,14 +382,15 @@ def _benchmark(device: str, json_out: Path | None, dataset_name: str, data_root:
                f"{' (' + rec.data['environment'].get('gpu', '') + ')' if _cuda(device) else ''}, batch {batch}, "
                f"{workers} workers, load average {os.getloadavg()[0]:.1f}")
 
+    few = refs[:naive_images]
     if "naive_loop" in wanted:
-        rec.stage("naive_loop", lambda: naive_loop(base, refs))
+        rec.stage("naive_loop", lambda: naive_loop(base, few))
     if "pipeline_parts" in wanted:
         parts: dict[str, Any] = {}
 
         def run_parts() -> dict[str, Any]:
-            parts.update(pipeline_parts(base, refs, FacePipeline(device=device, use_cache=False)))
-            return {"images": len(refs), **{f"{k}_images_per_s": v["images_per_s"] for k, v in parts.items()}}
+            parts.update(pipeline_parts(base, few, FacePipeline(device=device, use_cache=False)))
+            return {"images": len(few), **{f"{k}_images_per_s": v["images_per_s"] for k, v in parts.items()}}
 
         if rec.stage("pipeline_parts", run_parts):
             for key, value in parts.items():
