@@ -186,9 +186,12 @@ def test_recognizer_fp16_parity(name, face_batch):
     module = rec.torch_module()
     with torch.no_grad():
         ref = F.normalize(module(inputs), dim=1)
-        half = F.normalize(copy.deepcopy(module).half()(inputs.half()).float(), dim=1)
-    cos = (ref * half).sum(dim=1)
-    assert cos.min().item() > 0.9999, (name, cos.min().item())
+        half = F.normalize(copy.deepcopy(module).half()(inputs.half()).float(), dim=1)  # every tensor float16
+        with torch.autocast("cpu", dtype=torch.float16):  # the mechanism the CUDA path uses
+            auto = F.normalize(module(inputs).float(), dim=1)
+    for got in (half, auto):
+        cos = (ref * got).sum(dim=1)
+        assert cos.min().item() > 0.9999, (name, cos.min().item())
     assert rec.half  # so the CUDA path uses float16
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "adapter_for",
     "autocast_fp16",
     "check_batch",
+    "forward_fp16",
     "fp16_enabled",
     "input_adapter",
     "l2_normalize",
@@ -121,6 +122,21 @@ def autocast_fp16(enabled: bool) -> Any:
     import torch
 
     return torch.autocast("cuda", dtype=torch.float16)
+
+
+def forward_fp16(owner: Any, module: Any, x: Any, half: bool) -> Any:
+    """``module(x)``, under float16 autocast when ``half``; a network one of whose operators refuses float16 on this
+    GPU is run in float32 instead, and ``owner.half`` is switched off (with a warning) for the rest of the process."""
+    if not half:
+        return module(x)
+    try:
+        with autocast_fp16(True):
+            return module(x)
+    except RuntimeError as exc:
+        log.warning("%s: float16 forward failed (%s); running it in float32", getattr(owner, "name", owner),
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        owner.half = False
+        return module(x)
 
 
 def similarity_theta(landmarks5: np.ndarray, dst: np.ndarray, src_hw: tuple[int, int], size: int) -> np.ndarray:
@@ -433,8 +449,7 @@ class Recognizer:
         with torch.inference_mode():
             for i in range(0, images.shape[0], self.batch_size):
                 x = warp_tensor(images[i : i + self.batch_size].float(), lms[i : i + self.batch_size], dst, s) / 255.0
-                with autocast_fp16(half):
-                    e = module(x.contiguous(memory_format=torch.channels_last))
+                e = forward_fp16(self, module, x.contiguous(memory_format=torch.channels_last), half and self.half)
                 out.append(F.normalize(e.float().reshape(x.shape[0], -1), dim=1))
         emb = torch.cat(out)
         if emb.shape[1] != self.dim:

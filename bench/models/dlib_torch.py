@@ -351,7 +351,7 @@ class DlibResNetTorch(Recognizer):
         import torch
         import torch.nn.functional as F
 
-        from bench.models.base import _check_tensor_batch, autocast_fp16, fp16_enabled
+        from bench.models.base import _check_tensor_batch, forward_fp16, fp16_enabled
 
         use_torch = self.device_path() if torch_path is None else bool(torch_path)
         if not use_torch:
@@ -366,8 +366,7 @@ class DlibResNetTorch(Recognizer):
             for i in range(0, images.shape[0], self.batch_size):
                 x = images[i : i + self.batch_size].to(self.device).float() / 255.0
                 chips = self.chips(x, lms[i : i + self.batch_size]).contiguous(memory_format=torch.channels_last)
-                with autocast_fp16(half):
-                    e = module(chips)
+                e = forward_fp16(self, module, chips, half and self.half)
                 out.append(F.normalize(e.float(), dim=1).to(images.device))
         return torch.cat(out)
 
