@@ -87,6 +87,7 @@ def _timed_run(config: Any, device: str, batch: Any, anonymized: np.ndarray, cac
     for name, m in metrics.items():
         m.setup(ctx)
     wall = 0.0
+    cpu0 = time.process_time()  # CPU time of every thread of the process: the work, whatever the machine's load
     with MetricSuite(metrics, device, threads) as suite:
         for s in range(0, n, batch_size):
             idx = list(range(s, min(n, s + batch_size)))
@@ -99,6 +100,7 @@ def _timed_run(config: Any, device: str, batch: Any, anonymized: np.ndarray, cac
                 seconds[name] += secs[name]
                 for k, v in out[name].items():
                     obs[name].setdefault(k, []).append(v)
+    update_cpu = time.process_time() - cpu0
     compute_s = {}
     for name, m in metrics.items():
         full = {k: np.concatenate(v) for k, v in obs[name].items()}
@@ -106,7 +108,8 @@ def _timed_run(config: Any, device: str, batch: Any, anonymized: np.ndarray, cac
         m.compute(full, ctx)
         compute_s[name] = time.perf_counter() - t0
     total = wall + sum(compute_s.values())
-    return {"images": n, "update_s": seconds, "compute_s": compute_s, "update_wall_s": wall, "total_s": total,
+    return {"images": n, "update_s": seconds, "compute_s": compute_s, "update_wall_s": wall, "update_cpu_s": update_cpu,
+            "total_s": total,
             "threads": threads,
             "images_per_s": n / total if total else float("inf"),
             "notes": {k: v for k, v in ctx.notes.items() if k.startswith("cache:")}, "skipped": skipped}
@@ -207,7 +210,8 @@ def metrics(dataset_name: str, data_root: str | None, limit: int, methods: str, 
                f"({r['cpu_count']} CPUs, OMP_NUM_THREADS={r['omp_threads'] or 'unset'}, {threads} metric threads, "
                f"load average {os.getloadavg()[0]:.1f})")
     for label, run in zip(("first run (cold cache)", "second run (warm cache)"), r["runs"]):
-        click.echo(f"  {label}, method {run['method']}: {run['total_s']:.2f} s, {run['images_per_s']:.1f} images/s")
+        click.echo(f"  {label}, method {run['method']}: {run['total_s']:.2f} s, {run['images_per_s']:.1f} images/s "
+                   f"(CPU {1000 * run['update_cpu_s'] / max(1, run['images']):.0f} ms/image over all threads)")
         for name in run["update_s"]:
             ms = 1000 * run["update_s"][name] / max(1, run["images"])
             click.echo(f"    {name:<11} {ms:8.1f} ms/image  (+ compute {run['compute_s'][name]:.3f} s)")
