@@ -37,7 +37,7 @@ def _run(tree: Path, args: list[str]) -> dict[str, float]:
     env = dict(os.environ, PYTHONPATH=str(tree))
     cmd = [sys.executable, "-c", "import sys; from bench.cli import main; main(sys.argv[1:])", "benchmark", "metrics",
            *args]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tree)
+    out = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, cwd=tree)
     if out.returncode:
         raise SystemExit(f"{tree}: bench benchmark metrics failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
     found = {m.group(1): float(m.group(3)) for m in _LINE.finditer(out.stdout)}

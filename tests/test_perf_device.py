@@ -109,6 +109,21 @@ def test_recognizer_device_path_equals_cpu_path(name, face_batch):
     assert np.sum(rec.embed(x, lm) * default, axis=1).min() > 0.999999
 
 
+@pytest.mark.slow
+def test_standin_architectures_take_the_device_path(face_batch):
+    """ArcFace (IResNet-50), FaceNet and AdaFace (IR-101) networks, as `bench benchmark all` times them on CUDA."""
+    from bench.models.benchmark import standin_recognizers
+
+    x = face_batch.images[:2]
+    lm = face_batch.landmarks5[:2]
+    recs = standin_recognizers("cpu", batch_size=2)
+    assert set(recs) == {"arcface-standin", "facenet-standin", "adaface-standin"}
+    for name, rec in recs.items():
+        got = rec.embed_tensor(torch.from_numpy(x).permute(0, 3, 1, 2), lm, torch_path=True).numpy()
+        assert got.shape == (2, rec.dim) and np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5), name
+        assert np.sum(got * rec.embed(x, lm), axis=1).min() > 0.99, name  # OpenCV alignment + the same network
+
+
 @pytest.mark.weights
 @pytest.mark.parametrize("name", ["expression", "age-gender"])
 def test_attribute_device_path_equals_cpu_path(name, face_batch):

@@ -28,9 +28,11 @@ from bench.errors import ConfigError
 __all__ = ["gallery_timing", "measure", "metrics"]
 
 
-def _prepare(dataset_name: str, data_root: str | None, limit: int, seed: int, device: str,
-             methods: tuple[str, ...]) -> tuple[Any, dict[str, np.ndarray]]:
-    """Aligned originals (a FaceBatch) and each method's anonymised crops."""
+def _prepare(dataset_name: str, data_root: str | None, limit: int | None, seed: int, device: str,
+             methods: tuple[str, ...], workers: int = 1) -> tuple[Any, dict[str, np.ndarray]]:
+    """Aligned originals (a FaceBatch) and each method's anonymised crops (preprocessing in ``workers`` threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from bench.datasets import DATASETS
     from bench.errors import ImageError
     from bench.face.pipeline import FacePipeline
@@ -40,13 +42,18 @@ def _prepare(dataset_name: str, data_root: str | None, limit: int, seed: int, de
 
     dataset = DATASETS.build(dataset_name, data_root, seed=seed, limit=limit)
     pipeline = FacePipeline(device=device)
-    refs, faces = [], []
-    for ref in dataset.refs():
+
+    def align(ref: Any) -> Any:
         try:
-            faces.append(pipeline.process(dataset.load(ref), sha256=dataset.sha256(ref), name=str(ref.path)))
-            refs.append(ref)
+            return pipeline.process(dataset.load(ref), sha256=dataset.sha256(ref), name=str(ref.path))
         except ImageError:
-            continue
+            return None
+
+    all_refs = dataset.refs()
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
+        aligned = list(ex.map(align, all_refs))
+    refs = [r for r, f in zip(all_refs, aligned) if f is not None]
+    faces = [f for f in aligned if f is not None]
     outputs: dict[str, np.ndarray] = {}
     batch = None
     for name in methods:

@@ -417,6 +417,8 @@ class Recognizer:
     # -- device path ------------------------------------------------------------------------------------------
     #: float16 autocast for the torch path on CUDA (see :func:`fp16_enabled`); subclasses and instances set it
     half: bool = False
+    #: the torch network takes channels-last inputs (only networks checked to accept them: some use ``view``)
+    channels_last: bool = False
 
     def device_path(self) -> bool:
         """Whether :meth:`embed_tensor` aligns and embeds on the device: on CUDA, for a recogniser with a torch path
@@ -449,7 +451,8 @@ class Recognizer:
         with torch.inference_mode():
             for i in range(0, images.shape[0], self.batch_size):
                 x = warp_tensor(images[i : i + self.batch_size].float(), lms[i : i + self.batch_size], dst, s) / 255.0
-                e = forward_fp16(self, module, x.contiguous(memory_format=torch.channels_last), half and self.half)
+                fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+                e = forward_fp16(self, module, x.contiguous(memory_format=fmt), half and self.half)
                 out.append(F.normalize(e.float().reshape(x.shape[0], -1), dim=1))
         emb = torch.cat(out)
         if emb.shape[1] != self.dim:

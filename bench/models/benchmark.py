@@ -235,7 +235,7 @@ def time_recognizer(rec: Any, crops: Any, lms: np.ndarray, batch: int, device: s
     if rec.device_path():
         module = rec.torch_module()
         x = torch.rand(min(batch, n), 3, rec.input_size, rec.input_size, device=device)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last if rec.channels_last else torch.contiguous_format)
         half = bool(getattr(rec, "half", False)) and fp16_enabled(device)
 
         def raw(k: int) -> None:

@@ -260,6 +260,7 @@ class DlibResNetTorch(Recognizer):
     """
 
     card = DLIB  # name, dim, direction, thresholds, template, input size, training set: the card's
+    channels_last = True  # about 1.3x faster on the CPU, the same numbers
     padding = CHIP_PADDING
     raw_threshold = DLIB_RAW_THRESHOLD
 
