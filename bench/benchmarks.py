@@ -2,7 +2,9 @@
 
 Each subcommand lives with the code it measures and is imported only when it runs:
 ``preprocess`` (face pipeline, cold vs warm cache), ``metrics`` (the metric suite, cold vs warm embedding cache),
-``method`` (a method's images/s and peak memory), ``models`` (images/s of every available face model).
+``method`` (a method's images/s and peak memory), ``models`` (images/s of every available face model), and ``all``
+(:func:`benchmark_all`: every stage, the whole ``bench run`` cold and warm, and the naive per-image loop, in one
+process and one JSON file).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import importlib
 import click
 
 _SUBCOMMANDS = {
+    "all": ("bench.benchmark_all:benchmark_all",
+            "Every stage, bench run cold/warm and the naive loop: images/s, peak memory, JSON."),
     "preprocess": ("bench.datasets.benchmark:preprocess", "Images/s of the face pipeline, cold and warm cache."),
     "metrics": ("bench.metrics.benchmark:metrics", "Images/s of the metric suite, cold and warm embedding cache."),
     "method": ("bench.methods.benchmark:method", "Images/s and peak memory of a method."),

@@ -115,7 +115,8 @@ class RunConfig:
     n_bootstrap: int = field(default=1000, metadata=_opt(
         "--bootstrap", minimum=0, help="Bootstrap resamples for the 95% intervals (0: no intervals)."))
     workers: int = field(default=2, metadata=_opt(
-        "--workers", minimum=1, affects_results=False, help="Threads for image loading/alignment.",
+        "--workers", minimum=1, affects_results=False,
+        help="Threads for image loading/alignment, and metrics computed at once.",
         why_not="parallel loading; every image is processed the same way"))
 
     def __post_init__(self) -> None:

@@ -25,13 +25,14 @@ from bench.metrics.base import Metric, MetricContext, MetricUnavailable
 from bench.metrics.protocol import AGE_GROUPS, ATTRIBUTE_ORDER, PROTOCOL_VERSION, age_group
 from bench.metrics.shared import (
     OriginalsCache,
-    content_keys,
+    device_fingerprint,
     load_models,
     model_fingerprint,
     short_reason,
     skipped_summary,
 )
 from bench.metrics.stats import mean_record, rate_record
+from bench.metrics.tensors import crops_on, original_keys, same_as_original
 from bench.types import PairBatch, Record
 
 __all__ = ["AttributePreservation", "age_group_map"]
@@ -99,15 +100,16 @@ class AttributePreservation(Metric):
         self._ctx = context
         for name in {self.owner[a] for a in self.attributes}:
             model = self.models[name]
-            self._caches[name] = OriginalsCache(context.cache_dir, f"attr:{name}", model_fingerprint(model),
-                                                self.options.cache)
+            self._caches[name] = OriginalsCache(context.cache_dir, f"attr:{name}",
+                                                model_fingerprint(model, device_fingerprint(model)), self.options.cache)
         if self.missing:
             why = "; ".join(f"{n}: {short_reason(r)}" for n, r in self.unavailable.items())
             context.notes["note:attributes missing"] = (
                 f"{', '.join(self.missing)} not reported, never counted as 0 ({why or 'no model registered'})")
 
-    def _predict(self, name: str, crops: np.ndarray, lm: np.ndarray) -> dict[str, np.ndarray]:
-        preds = self.models[name].predict(crops, lm)
+    def _predict(self, name: str, crops: Any, lm: np.ndarray) -> dict[str, np.ndarray]:
+        """Class indices of (B, 3, S, S) uint8 crop tensors on the metric device (``predict_tensor``)."""
+        preds = self.models[name].predict_tensor(crops, lm)
         out = {}
         for attr in self.attributes:
             if self.owner[attr] != name:
@@ -119,17 +121,20 @@ class AttributePreservation(Metric):
         return out
 
     def update(self, batch: PairBatch) -> dict[str, np.ndarray]:
-        x, z, lm = batch.original.images, batch.anonymized, batch.original.landmarks5
-        keys = content_keys(x, lm)
-        same = np.array([np.array_equal(a, b) for a, b in zip(x, z)], bool)
-        diff = np.flatnonzero(~same)
+        import torch
+
+        x, z = crops_on(batch, self.device)
+        lm = batch.original.landmarks5
+        keys = original_keys(batch)
+        diff = np.flatnonzero(~same_as_original(batch))
+        rows = lambda t, idx: t[torch.as_tensor(idx, device=t.device)]
         obs: dict[str, np.ndarray] = {}
         for name in dict.fromkeys(self.owner[a] for a in self.attributes):
             cache = self._caches.get(name) or OriginalsCache(None, f"attr:{name}", "", enabled=False)
-            px = cache.get_or_compute(keys, lambda idx, n=name: self._predict(n, x[idx], lm[idx]))
+            px = cache.get_or_compute(keys, lambda idx, n=name: self._predict(n, rows(x, idx), lm[idx]))
             pz = {a: v.copy() for a, v in px.items()}
             if len(diff):
-                for a, v in self._predict(name, z[diff], lm[diff]).items():
+                for a, v in self._predict(name, rows(z, diff), lm[diff]).items():
                     pz[a][diff] = v
             for a in px:
                 obs[f"x.{a}"] = px[a].astype(np.int64)

@@ -9,7 +9,11 @@ One metric computes every identity rate from one set of embeddings per recognise
   counts re-detection failures separately);
 * the originals' embeddings are cached per (crop pixels + landmarks, recogniser fingerprint) and reused by every
   later run on the same images; when z_i is byte-identical to x_i its embedding is the original's;
-* rates come from batched matrix products in :mod:`bench.metrics.rates`.
+* rates come from batched matrix products in :mod:`bench.metrics.rates`;
+* the crops reach the recognisers as tensors on the metric device (:func:`bench.metrics.tensors.crops_on`, one copy
+  per batch): on CUDA each recogniser with a torch network aligns (``grid_sample``) and embeds there, in float16
+  where its parity with float32 is tested (:meth:`bench.models.base.Recognizer.embed_tensor`); on the CPU they take
+  the recognisers' reference path (OpenCV alignment, the model's own backend).
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from bench.metrics.rates import (
     probe_scores,
     to_score,
 )
-from bench.metrics.shared import OriginalsCache, content_keys, load_models, model_fingerprint, skipped_summary
+from bench.metrics.shared import OriginalsCache, device_fingerprint, load_models, model_fingerprint, skipped_summary
+from bench.metrics.tensors import crops_on, original_keys, same_as_original
 from bench.options import options_dict
 from bench.types import PairBatch, Record
 
@@ -105,32 +110,46 @@ class IdentityRates(Metric):
         self._caches: dict[str, OriginalsCache] = {}
         self._ctx: MetricContext | None = None
 
+    def add_models(self, models: dict[str, Any]) -> None:
+        """Add recognisers built elsewhere (``bench benchmark all``'s stand-in architectures) before :meth:`setup`;
+        their thresholds and directions are their own (their cards')."""
+        for name, model in models.items():
+            self.models[name] = model
+            self.thresholds[name] = tuple(PROTOCOL_THRESHOLDS.get(name) or tuple(getattr(model, "thresholds", ())))
+            self.directions[name] = model.direction
+
     def setup(self, context: MetricContext) -> None:
         self._ctx = context
         for name, model in self.models.items():
-            self._caches[name] = OriginalsCache(context.cache_dir, f"emb:{name}", model_fingerprint(model),
-                                                self.options.cache)
+            self._caches[name] = OriginalsCache(context.cache_dir, f"emb:{name}",
+                                                model_fingerprint(model, device_fingerprint(model)), self.options.cache)
         if self.skipped:
             context.notes["note:recognisers skipped"] = (
                 f"{', '.join(self.skipped)} (weights missing; see the warning above or the manifest)")
 
     # -- per batch ----------------------------------------------------------------------------------------------
     def update(self, batch: PairBatch) -> dict[str, np.ndarray]:
-        x, z = batch.original.images, batch.anonymized
+        import torch
+
+        x, z = crops_on(batch, self.device)
         lm = batch.original.landmarks5
-        keys = content_keys(x, lm)
-        same = np.array([np.array_equal(a, b) for a, b in zip(x, z)], bool)
+        keys = original_keys(batch)
+        same = same_as_original(batch)
+        diff = np.flatnonzero(~same)
+
+        def embed(m: Any, crops: torch.Tensor, idx: np.ndarray) -> np.ndarray:
+            return m.embed_tensor(crops[torch.as_tensor(idx, device=crops.device)], lm[idx]).cpu().numpy()
+
         obs: dict[str, np.ndarray] = {}
         for name, model in self.models.items():
             if name not in self._caches:  # update() without setup(): no context, no cache
                 self._caches[name] = OriginalsCache(None, f"emb:{name}", model_fingerprint(model), False)
             cache = self._caches[name]
-            ex = cache.get_or_compute(keys, lambda idx, m=model: {"e": m.embed(x[idx], lm[idx])})["e"]
+            ex = cache.get_or_compute(keys, lambda idx, m=model: {"e": embed(m, x, idx)})["e"]
             ex = ex.astype(np.float32)
             ez = ex.copy()
-            diff = np.flatnonzero(~same)
             if len(diff):
-                ez[diff] = model.embed(z[diff], lm[diff])
+                ez[diff] = embed(model, z, diff)
             obs[f"x.{name}"] = ex
             obs[f"z.{name}"] = ez
             obs[f"score.{name}"] = to_score(np.sum(ex * ez, axis=1), self.directions[name])

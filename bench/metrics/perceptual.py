@@ -5,7 +5,9 @@ Tables 3-7, lower is better).
 The distance network is the shared ``lpips-alex`` (default) or ``lpips-vgg`` model of :mod:`bench.models.lpips_net`,
 which equals the ``lpips`` package with the same weights. Inputs are the whole 256x256 RGB crops scaled to [-1, 1]
 (``x / 127.5 - 1``), no resizing; the per-image distance is the sum over layers of the spatially averaged weighted
-squared differences of unit-normalised features.
+squared differences of unit-normalised features. The crops are the suite's device tensors
+(:func:`bench.metrics.tensors.crops_on`); on CUDA the backbone runs under float16 autocast (features normalised and
+summed in float32; within 1e-3 of float32, tested), unless ``BENCH_FP16=0``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from bench.errors import BenchError, ConfigError
 from bench.metrics.base import Metric, MetricContext, MetricUnavailable
 from bench.metrics.shared import load_model
 from bench.metrics.stats import mean_record
+from bench.metrics.tensors import crops_on
 from bench.types import PairBatch, Record
 
 __all__ = ["LPIPS"]
@@ -46,8 +49,11 @@ class LPIPS(Metric):
             raise MetricUnavailable(f"LPIPS ({self.options.net}) is unavailable:\n{exc}") from None
 
     def update(self, batch: PairBatch) -> dict[str, np.ndarray]:
-        d = self.net.distance_uint8(batch.original.images, batch.anonymized, batch_size=self.options.batch_size)
-        return {"value": np.asarray(d, np.float64)}
+        from bench.models.base import fp16_enabled
+
+        x, z = crops_on(batch, self.device)
+        d = self.net.distance_tensor(x, z, batch_size=self.options.batch_size, half=fp16_enabled(self.device))
+        return {"value": d.cpu().numpy().astype(np.float32).astype(np.float64)}
 
     def compute(self, obs: dict[str, np.ndarray], ctx: MetricContext) -> list[Record]:
         return [mean_record("lpips", obs["value"], seed=ctx.seed, higher_is_better=False, model=self.options.net,

@@ -33,6 +33,7 @@ __all__ = [
     "OriginalsCache",
     "allow_missing",
     "content_keys",
+    "device_fingerprint",
     "load_model",
     "missing_files",
     "model_fingerprint",
@@ -177,6 +178,19 @@ def model_fingerprint(model: Any, extra: dict[str, Any] | None = None) -> str:
         **(extra or {}),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def device_fingerprint(model: Any) -> dict[str, Any] | None:
+    """Extra fingerprint facts of a model that computes on CUDA through its device path (on-device alignment, float16
+    autocast): its cached outputs are then never mixed with those of another path. None on the CPU, which keeps the
+    fingerprints (and so the caches) of CPU runs as they were."""
+    from bench.models.base import fp16_enabled
+
+    device = str(getattr(model, "device", "cpu"))
+    path = getattr(model, "device_path", None)
+    if not device.startswith("cuda") or path is None or not path():
+        return None
+    return {"path": "device", "fp16": bool(getattr(model, "half", False)) and fp16_enabled(device)}
 
 
 def _signature(value: dict[str, Any]) -> tuple[tuple[str, tuple[int, ...]], ...]:

@@ -38,13 +38,18 @@ __all__ = [
     "AttributeModel",
     "Recognizer",
     "adapter_for",
+    "autocast_fp16",
     "check_batch",
+    "forward_fp16",
+    "fp16_enabled",
     "input_adapter",
     "l2_normalize",
     "ort_providers",
     "reject_html",
     "resolve_device",
     "run_torch_embedder",
+    "similarity_theta",
+    "warp_tensor",
 ]
 
 log = logging.getLogger(__name__)
@@ -97,6 +102,98 @@ def resolve_device(device: Any) -> str:
     return _resolve(dev)
 
 
+def fp16_enabled(device: Any) -> bool:
+    """Whether the device paths may run networks under float16 autocast: on CUDA, unless ``BENCH_FP16=0``.
+
+    Only networks whose fp16 outputs were checked against fp32 use it (``tests/test_perf_device.py``: embeddings
+    cos >= 0.9999, LPIPS within 1e-3); on the CPU everything stays float32.
+    """
+    import os
+
+    return str(device).startswith("cuda") and os.environ.get("BENCH_FP16", "1").strip() not in ("0", "false", "no")
+
+
+def autocast_fp16(enabled: bool) -> Any:
+    """``torch.autocast("cuda", float16)`` when ``enabled``, else a no-op context (no CUDA needed)."""
+    import contextlib
+
+    if not enabled:
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.autocast("cuda", dtype=torch.float16)
+
+
+def forward_fp16(owner: Any, module: Any, x: Any, half: bool) -> Any:
+    """``module(x)``, under float16 autocast when ``half``; a network one of whose operators refuses float16 on this
+    GPU is run in float32 instead, and ``owner.half`` is switched off (with a warning) for the rest of the process."""
+    if not half:
+        return module(x)
+    try:
+        with autocast_fp16(True):
+            return module(x)
+    except RuntimeError as exc:
+        log.warning("%s: float16 forward failed (%s); running it in float32", getattr(owner, "name", owner),
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        owner.half = False
+        return module(x)
+
+
+def similarity_theta(landmarks5: np.ndarray, dst: np.ndarray, src_hw: tuple[int, int], size: int) -> np.ndarray:
+    """(B, 2, 3) ``affine_grid`` thetas (``align_corners=False``) mapping each image onto the ``size`` template ``dst``.
+
+    The pixel map is :func:`bench.face.align.estimate_similarity` from the landmarks to ``dst``, the transform
+    ``cv2.warpAffine`` applies in :meth:`Recognizer.align` (pixel centres at integers); theta is its inverse (output
+    pixel -> source pixel) in grid_sample's normalised coordinates, ``u_norm = (2 u + 1) / n - 1``.
+    """
+    from bench.face.align import estimate_similarity
+
+    h, w = src_hw
+    to_norm_src = np.array([[2.0 / w, 0, 1.0 / w - 1], [0, 2.0 / h, 1.0 / h - 1], [0, 0, 1]])
+    from_norm_dst = np.linalg.inv(np.array([[2.0 / size, 0, 1.0 / size - 1], [0, 2.0 / size, 1.0 / size - 1],
+                                            [0, 0, 1]]))
+    lms = np.asarray(landmarks5, np.float64).reshape(-1, 5, 2)
+    out = np.empty((len(lms), 2, 3), np.float64)
+    for i, lm in enumerate(lms):
+        m = np.vstack([estimate_similarity(lm, dst), [0.0, 0.0, 1.0]])  # source px -> output px
+        out[i] = (to_norm_src @ np.linalg.inv(m) @ from_norm_dst)[:2]
+    return out
+
+
+def warp_tensor(images: torch.Tensor, landmarks5: np.ndarray, dst: np.ndarray, size: int,
+                quantise: bool = True) -> torch.Tensor:
+    """(B, C, H, W) float images in [0, 255] -> (B, C, size, size) aligned by their 5 landmarks onto ``dst``.
+
+    The batched, on-device counterpart of :meth:`Recognizer.align` (bilinear, zero border): ``grid_sample`` on the
+    images' device. With ``quantise`` the result is rounded to whole grey levels, as ``cv2.warpAffine``'s uint8 output
+    is, so a network sees the values of the CPU path (up to OpenCV's 1/32-pixel interpolation steps).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    theta = torch.from_numpy(similarity_theta(landmarks5, dst, tuple(images.shape[-2:]), size)).to(
+        images.device, torch.float32)
+    grid = F.affine_grid(theta, [images.shape[0], images.shape[1], size, size], align_corners=False)
+    out = F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.round().clamp_(0, 255) if quantise else out
+
+
+def _check_tensor_batch(images: Any, landmarks5: Any, owner: str) -> np.ndarray:
+    """Validate a (B, 3, S, S) uint8 tensor batch and its landmarks; returns the landmarks as float64."""
+    import torch
+
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3 or \
+            images.dtype != torch.uint8:
+        shape = tuple(images.shape) if hasattr(images, "shape") else type(images).__name__
+        raise ConfigError(f"{owner}: images must be a (B, 3, S, S) uint8 tensor, got {shape} "
+                          f"{getattr(images, 'dtype', '')}")
+    lms = np.asarray(landmarks5, np.float64).reshape(-1, 5, 2) if np.size(landmarks5) else np.zeros((0, 5, 2))
+    if len(lms) != images.shape[0] or not np.all(np.isfinite(lms)):
+        raise ConfigError(f"{owner}: landmarks5 must be ({images.shape[0]}, 5, 2) finite crop coordinates, got "
+                          f"{np.shape(landmarks5)}")
+    return lms
+
+
 def ort_providers(device: str) -> list[Any]:
     """onnxruntime execution providers for ``device``: CUDA first when asked for and available, else CPU."""
     import onnxruntime as ort
@@ -110,12 +207,23 @@ def ort_providers(device: str) -> list[Any]:
 
 
 def ort_session(model: str | bytes, device: str, threads: int = 0) -> Any:
-    """An onnxruntime session on ``device`` from a path or serialised model."""
+    """An onnxruntime session on ``device`` from a path or serialised model.
+
+    ``threads`` intra-op threads; 0 takes ``OMP_NUM_THREADS`` when it is set (as torch does; onnxruntime ignores it
+    and would start one thread per core), else onnxruntime's default. Idle threads do not spin: with spinning (the
+    default) an SFace forward cost 35% more CPU time on the shared 2-core machine, for no gain in speed.
+    """
+    import os
+
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    if not threads:
+        env = os.environ.get("OMP_NUM_THREADS", "").strip()
+        threads = int(env) if env.isdigit() else 0
     if threads:
         opts.intra_op_num_threads = threads
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     return ort.InferenceSession(model, sess_options=opts, providers=ort_providers(device))
 
@@ -306,6 +414,52 @@ class Recognizer:
         """(b, s, s, 3) uint8 aligned RGB -> (b, dim) raw embeddings."""
         raise NotImplementedError
 
+    # -- device path ------------------------------------------------------------------------------------------
+    #: float16 autocast for the torch path on CUDA (see :func:`fp16_enabled`); subclasses and instances set it
+    half: bool = False
+    #: the torch network takes channels-last inputs (only networks checked to accept them: some use ``view``)
+    channels_last: bool = False
+
+    def device_path(self) -> bool:
+        """Whether :meth:`embed_tensor` aligns and embeds on the device: on CUDA, for a recogniser with a torch path
+        (not forced to its ``onnx`` backend). Elsewhere the CPU reference path (:meth:`embed`) is used."""
+        return str(self.device).startswith("cuda") and getattr(self, "backend", "torch") != "onnx"
+
+    def embed_tensor(self, images: torch.Tensor, landmarks5: np.ndarray,
+                     torch_path: bool | None = None) -> torch.Tensor:
+        """(B, dim) float32 L2-normalised embeddings, on the images' device, of (B, 3, S, S) uint8 crop tensors.
+
+        The metrics' batched path. With the torch path (default: :meth:`device_path`) the crops are aligned on their
+        device by :func:`warp_tensor` and run through :meth:`torch_module` in chunks of ``batch_size`` (float16
+        autocast when ``half`` and :func:`fp16_enabled`); otherwise they go through :meth:`embed` (the CPU
+        reference: OpenCV alignment, the model's own backend) and the result is moved to the images' device.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        lms = _check_tensor_batch(images, landmarks5, f"recogniser {self.name}")
+        use_torch = self.device_path() if torch_path is None else bool(torch_path)
+        module = self.torch_module() if use_torch else None
+        if module is None:
+            arr = images.permute(0, 2, 3, 1).cpu().numpy()
+            return torch.from_numpy(self.embed(arr, lms)).to(images.device)
+        if images.shape[0] == 0:
+            return torch.zeros((0, self.dim), dtype=torch.float32, device=images.device)
+        dst, s = self.template_points(), self.input_size
+        half = self.half and fp16_enabled(images.device)
+        out = []
+        with torch.inference_mode():
+            for i in range(0, images.shape[0], self.batch_size):
+                x = warp_tensor(images[i : i + self.batch_size].float(), lms[i : i + self.batch_size], dst, s) / 255.0
+                fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+                e = forward_fp16(self, module, x.contiguous(memory_format=fmt), half and self.half)
+                out.append(F.normalize(e.float().reshape(x.shape[0], -1), dim=1))
+        emb = torch.cat(out)
+        if emb.shape[1] != self.dim:
+            raise RuntimeError(f"recogniser {self.name}: network returned {emb.shape[1]}-d embeddings, expected "
+                               f"{self.dim}")
+        return emb
+
     # -- comparison -------------------------------------------------------------------------------------------
     def scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """(Na, Nb) scores of every pair: cosine similarity, or L2 distance of the normalised embeddings.
@@ -390,6 +544,17 @@ class AttributeModel:
     def predict_proba(self, crops: np.ndarray, landmarks5: np.ndarray) -> dict[str, np.ndarray]:
         """{attribute: (B, n_classes) float32 probabilities}."""
         raise NotImplementedError
+
+    def device_path(self) -> bool:
+        """Whether :meth:`predict_tensor` computes on the device (CUDA, for a model that has a torch path)."""
+        return False
+
+    def predict_tensor(self, images: torch.Tensor, landmarks5: np.ndarray,
+                       torch_path: bool | None = None) -> dict[str, np.ndarray]:
+        """:meth:`predict` of (B, 3, S, S) uint8 crop tensors: models with a torch path (``device_path``) cut their
+        chips and classify on the device; the others take the CPU path (:meth:`predict`)."""
+        lms = _check_tensor_batch(images, landmarks5, f"attribute model {self.name}")
+        return self.predict(images.permute(0, 2, 3, 1).cpu().numpy(), lms)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -160,3 +160,97 @@ def bench_models(names: tuple[str, ...], tag: str | None, batch_size: int, n_ima
                 continue
             note = ", ".join(t for t in entry.tags if t != "offline")
             click.echo(f"{entry.name:<18} {dev:<7} {ips:>10.1f}  {note}")
+
+
+# -- stand-in architectures and the recogniser stage (used by ``bench benchmark all``) ------------------------------
+def standin_recognizers(device: str, names: tuple[str, ...] = ("arcface", "facenet", "adaface"),
+                        batch_size: int = 64) -> dict[str, Any]:
+    """Recognisers with the real ArcFace (IResNet-50), FaceNet (InceptionResnetV1) and AdaFace (IR-101) architectures
+    and random weights, for timing only (their weights need a download): each takes its card's template, input size,
+    normalisation and direction, and runs through the same :meth:`~bench.models.base.Recognizer.embed_tensor` path
+    as the real models. Named ``<card>-standin``; their embeddings mean nothing."""
+    import torch
+
+    from bench.models.base import Recognizer, adapter_for, run_torch_embedder
+
+    def build(name: str) -> tuple[Any, Any, int | None]:
+        if name == "arcface":
+            from bench.models.arcface import ARCFACE, iresnet
+
+            return ARCFACE, iresnet(50), None
+        if name == "facenet":
+            from facenet_pytorch import InceptionResnetV1
+
+            from bench.models.facenet import FACENET
+
+            return FACENET, InceptionResnetV1(pretrained=None, classify=False), None
+        if name == "adaface":
+            from bench.models.adaface import ADAFACE
+            from bench.models.hubconf import build_adaface
+
+            return ADAFACE, build_adaface("ir_101", pretrained=False), 0
+        raise ValueError(f"no stand-in for {name!r} (arcface, facenet, adaface)")
+
+    class StandIn(Recognizer):
+        half = True
+
+        def __init__(self, card: Any, net: Any, output_index: int | None) -> None:
+            super().__init__(device=device, batch_size=batch_size)
+            self.use_card(card)
+            self.name = f"{card.name}-standin"
+            self._module = adapter_for(net, card.input, output_index).to(self.device).eval().requires_grad_(False)
+
+        def torch_module(self) -> torch.nn.Module:
+            return self._module
+
+        def device_path(self) -> bool:
+            return True
+
+        def _forward(self, aligned: np.ndarray) -> np.ndarray:
+            return run_torch_embedder(self._module, aligned, self.device, self.half)
+
+    torch.manual_seed(0)
+    out = {}
+    for name in names:
+        rec = StandIn(*build(name))
+        out[rec.name] = rec
+    return out
+
+
+def time_recognizer(rec: Any, crops: Any, lms: np.ndarray, batch: int, device: str) -> dict[str, float]:
+    """Images/s of a recogniser's metric path (``embed_tensor`` on (N, 3, S, S) uint8 crops on ``device``: alignment
+    + forward + normalisation) and of its raw batched forward on already aligned inputs (the torch network on a
+    random batch, or the model's own ``_forward`` on aligned uint8 crops for a CPU backend), and their ratio."""
+    import torch
+
+    from bench.models.base import autocast_fp16, fp16_enabled
+
+    n = int(crops.shape[0])
+
+    def stage(k: int) -> None:
+        for i in range(0, k, batch):
+            rec.embed_tensor(crops[i : min(i + batch, k)], lms[i : min(i + batch, k)])
+        _sync(device)
+
+    if rec.device_path():
+        module = rec.torch_module()
+        x = torch.rand(min(batch, n), 3, rec.input_size, rec.input_size, device=device)
+        x = x.contiguous(memory_format=torch.channels_last if rec.channels_last else torch.contiguous_format)
+        half = bool(getattr(rec, "half", False)) and fp16_enabled(device)
+
+        def raw(k: int) -> None:
+            with torch.inference_mode(), autocast_fp16(half):
+                for i in range(0, k, batch):
+                    module(x[: min(batch, k - i)])
+            _sync(device)
+    else:
+        aligned = rec.align(crops[: min(batch, n)].permute(0, 2, 3, 1).cpu().numpy(), lms[: min(batch, n)])
+
+        def raw(k: int) -> None:
+            for i in range(0, k, batch):
+                rec._forward(aligned[: min(batch, k - i)])
+
+    stage_ips = time_model(stage, n, warmup=batch)
+    raw_ips = time_model(raw, n, warmup=batch)
+    return {"images_per_s": stage_ips, "raw_forward_images_per_s": raw_ips,
+            "stage_over_raw": stage_ips / raw_ips if raw_ips else float("nan")}

