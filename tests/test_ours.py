@@ -237,6 +237,24 @@ def test_facenet_psi_keeps_its_own_classes(monkeypatch):
     assert res.heatmap.shape == (2, 3, 3)  # block8 is 1792 x 3 x 3 at 160 px
 
 
+def test_an_arcface_network_as_psi_with_a_pool_head():
+    """An IResNet (ArcFace's architecture, stand-in weights): A = layer4, no global pool -> per-position alphas."""
+    from bench.face.align import template
+    from bench.models.arcface import iresnet
+    from bench.models.base import input_adapter
+
+    torch.manual_seed(0)
+    net = input_adapter(iresnet(18, num_features=64), mean=127.5, std=127.5)
+    psi = psi_from_module(net, name="arcface", template_points=template("arcface112", 112), input_size=112)
+    assert psi.layer == "net.layer4"
+    x = torch.rand(6, 3, 112, 112, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        raw = psi.raw_features(x).numpy()
+    psi.set_head(LinearHead.fit(raw, ["a", "a", "b", "b", "c", "c"]))
+    res = run_ifa(psi, x[:2], IFAOptions(top_k=2))
+    assert res.alpha_mode == "position" and np.nanmax(res.residuals) < 1e-3 and res.z_id.shape == (2, 64)
+
+
 def test_alignment_grid_matches_cv2_warp():
     import cv2
 
