@@ -98,7 +98,7 @@ class SynthOptions:
     forehead: float = 0.3  # forehead height above the brows, fraction of the face height (as bench.face.mask)
     # -- warp: realisation of Z_id (see bench/methods/ours/realise.py) -----------------------------------------
     steps: int = 4  # Adam iterations on the face region (0: the render is the output)
-    lr: float = 0.005  # Adam step on the offset, in [0, 1] intensity units
+    lr: float = 0.01  # Adam step on the offset, in [0, 1] intensity units
     views: int = 1  # transformed views of the output per step (expectation over transformations)
     lambda_removed: float = 1.0  # weight of relu(cos(Psi(y), r) + margin), r = the evidence IFA removed
     lambda_away: float = 0.0  # weight of relu(cos(Psi(y), f) + margin), f = Psi's feature of x
