@@ -148,15 +148,15 @@ class Ours(Method):
         o = self.options
         if len(pool) == 0:
             raise ConfigError("method ours: the delegate pool is empty")
-        raw = None
+        raw = None  # Psi's raw features of the pool faces, when Psi ran on them
         if self.uses_psi and (self.psi().head is None or o.ifa.codebook == "pool"):
-            raw = self._pool_raw_features(pool)
-            self.psi().set_head(self._pool_head(pool, raw))
+            head, raw = self._pool_head(pool)
+            self.psi().set_head(head)
         feats = None
         if o.vca.vaa != "off":
-            if raw is not None and o.vca.vaa_features == o.ifa.psi:
-                n = len(pool)
-                feats = (raw[:n] / np.maximum(np.linalg.norm(raw[:n], axis=1, keepdims=True), 1e-12)).astype(np.float32)
+            if o.vca.vaa_features == o.ifa.psi and self.uses_psi:
+                raw = self._pool_raw_features(pool) if raw is None else raw
+                feats = (raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)).astype(np.float32)
             else:
                 feats = self.recognizer()(pool.images, pool.landmarks5)
         geometry = None
@@ -168,8 +168,8 @@ class Ours(Method):
         log.info("ours: pool of %d faces (%d identities) ready", len(pool), len(set(pool.identities)))
         return self._state
 
-    def _pool_raw_features(self, pool: FacePool) -> np.ndarray:
-        """(2N, D) Psi's raw features of the pool faces, then of their mirror images (the head's training data)."""
+    def _pool_raw_features(self, pool: FacePool, mirrored: bool = False) -> np.ndarray:
+        """(N, D) Psi's raw features of the pool faces (or of their mirror images)."""
         import torch
 
         from bench.methods.ours.shapes import mirror_points5
@@ -178,18 +178,18 @@ class Ours(Method):
         size = pool.images.shape[2]
         out = []
         with torch.inference_mode():
-            for flip in (False, True):
-                for s in range(0, len(pool), 32):
-                    img = pool.images[s : s + 32]
-                    lm = np.asarray(pool.landmarks5[s : s + 32], np.float64)
-                    if flip:
-                        img, lm = img[:, :, ::-1], np.stack([mirror_points5(p, size) for p in lm])
-                    x = torch.from_numpy(np.ascontiguousarray(img)).to(psi.device).permute(0, 3, 1, 2).float() / 255
-                    out.append(psi.raw_features(psi.align(x, lm)).cpu().numpy())
+            for s in range(0, len(pool), 32):
+                img = pool.images[s : s + 32]
+                lm = np.asarray(pool.landmarks5[s : s + 32], np.float64)
+                if mirrored:
+                    img, lm = img[:, :, ::-1], np.stack([mirror_points5(p, size) for p in lm])
+                x = torch.from_numpy(np.ascontiguousarray(img)).to(psi.device).permute(0, 3, 1, 2).float() / 255
+                out.append(psi.raw_features(psi.align(x, lm)).cpu().numpy())
         return np.concatenate(out)
 
-    def _pool_head(self, pool: FacePool, raw: np.ndarray) -> Any:
-        """Psi's classes from the pool: a linear softmax head, trained once and cached by content."""
+    def _pool_head(self, pool: FacePool) -> tuple[Any, np.ndarray | None]:
+        """Psi's classes from the pool: a linear softmax head on the faces and their mirror images, trained once
+        and cached by content. Returns the head and the pool's raw features when they were computed (cache miss)."""
         from bench import __version__
         from bench.cache import cache_root
         from bench.methods.ours.psi import HEAD_FORMAT, LinearHead
@@ -204,22 +204,24 @@ class Ours(Method):
             try:
                 head = LinearHead.load(path)
                 log.info("ours: codebook head from the cache (%s)", path)
-                return head
+                return head, None
             except ConfigError as exc:  # a damaged cache entry is retrained
                 log.warning("ours: ignoring a damaged cached head (%s)", exc)
+        raw = self._pool_raw_features(pool)
+        both = np.concatenate([raw, self._pool_raw_features(pool, mirrored=True)])
         ids = [str(i) for i in pool.identities] * 2  # the faces, then their mirror images
         prov = {"source": f"delegate pool: {pool.source or 'unnamed'}", "pool_size": len(pool),
                 "pool_identities": len(set(ids)), "pool_content_hash": content, "psi": psi.name,
                 "psi_weights": psi.fingerprint, "layer": psi.layer, "augmentation": "mirror images",
                 "trained_by": f"bench {__version__}", "cache_key": key}
-        head = LinearHead.fit(raw, ids, l2=l2, provenance=prov)
+        head = LinearHead.fit(both, ids, l2=l2, provenance=prov)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
         head.save(tmp)
         os.replace(tmp, path)
         log.info("ours: trained a %d-class codebook head on %d pool faces (train accuracy %.3f)", len(head),
                  len(pool), head.provenance["train_accuracy"])
-        return head
+        return head, raw
 
     # -- step 1 + step 2 on the batch ---------------------------------------------------------------------------
     def anonymize(self, batch: FaceBatch) -> MethodResult:
