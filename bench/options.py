@@ -2,6 +2,13 @@
 
 Each configurable plugin declares a dataclass of options. Values arriving from the command line are strings; they are
 converted to the declared field type here, and an unknown key is an error that lists the valid ones.
+
+Option sets may be nested: a field whose type is itself an options dataclass is a *group* (``Ours.Options.ifa``).
+A leaf of a group is set by its dotted path (``ifa.top_k=5``) or, when no other leaf has the same name, by its bare
+name (``top_k=5``); an ambiguous bare name is an error that lists the dotted paths. A group may name one of its leaves
+as its ``PRIMARY`` (a class attribute): ``ifa=off`` then means ``ifa.mode=off``, so a group can take over the name of
+a former flat option. Later keys override earlier ones, so a user's ``--method-arg`` wins over a registry variant's
+default whichever spelling either uses.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from typing import Any, Union, get_args, get_origin
 
 from bench.errors import ConfigError
 
-__all__ = ["build_options", "coerce", "options_dict", "parse_key_values"]
+__all__ = ["build_options", "coerce", "leaf_paths", "options_dict", "parse_key_values"]
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f"}
@@ -31,6 +38,23 @@ def parse_key_values(pairs: typing.Iterable[str], what: str = "--method-arg") ->
     return out
 
 
+def _to_int(value: Any, name: str) -> int:
+    """An int from an int, an integral float (2.0) or a string of one ("2", "2.0", "1e3"); anything else is an error."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"option {name}={value!r} is not a valid int") from None
+    if not math.isfinite(number) or not number.is_integer():
+        raise ConfigError(f"option {name}={value!r} must be a whole number")
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value.strip())  # exact for integers too large for a float
+    return int(number)
+
+
 def coerce(value: Any, annotation: Any, name: str = "value") -> Any:
     """Convert ``value`` (often a string from the CLI) to ``annotation``."""
     if annotation is Any:
@@ -41,12 +65,11 @@ def coerce(value: Any, annotation: Any, name: str = "value") -> Any:
         is_none = value is None or (isinstance(value, str) and value.lower() in {"none", "null", ""})
         if is_none and type(None) in get_args(annotation):
             return None
-        errors = []
         for arg in args:
             try:
                 return coerce(value, arg, name)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                continue
         raise ConfigError(f"option {name}={value!r} fits none of {annotation}")
     if origin is typing.Literal:
         choices = get_args(annotation)
@@ -69,10 +92,10 @@ def coerce(value: Any, annotation: Any, name: str = "value") -> Any:
         if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
             return value.lower() in _TRUE
         raise ConfigError(f"option {name}={value!r} must be true or false")
-    if annotation in (int, float, str):
+    if annotation is int:
+        return _to_int(value, name)
+    if annotation in (float, str):
         try:
-            if annotation is int and isinstance(value, str):
-                return int(float(value)) if value.strip().lower().replace(".", "", 1).isdigit() else int(value)
             out = annotation(value)
         except (TypeError, ValueError):
             raise ConfigError(f"option {name}={value!r} is not a valid {annotation.__name__}") from None
@@ -82,19 +105,93 @@ def coerce(value: Any, annotation: Any, name: str = "value") -> Any:
     return value
 
 
-def build_options(cls: type, values: dict[str, Any], owner: str) -> Any:
-    """Instantiate the options dataclass ``cls`` from ``values``, converting types and rejecting unknown keys."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+def _groups(cls: type) -> dict[str, type]:
+    """Fields of ``cls`` whose declared type is an options dataclass (nested groups)."""
     hints = typing.get_type_hints(cls)
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        valid = ", ".join(sorted(fields)) or "(none)"
-        raise ConfigError(f"{owner} has no option {', '.join(map(repr, unknown))}; valid options: {valid}")
-    kwargs = {k: coerce(v, hints[k], f"{owner}.{k}") for k, v in values.items()}
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)
+            if isinstance(hints[f.name], type) and dataclasses.is_dataclass(hints[f.name])}
+
+
+def leaf_paths(cls: type, prefix: str = "") -> list[str]:
+    """Every settable dotted path of an options dataclass (``["ifa.top_k", ..., "seed"]``)."""
+    groups = _groups(cls)
+    out: list[str] = []
+    for f in dataclasses.fields(cls):
+        if f.name in groups:
+            out += leaf_paths(groups[f.name], f"{prefix}{f.name}.")
+        else:
+            out.append(prefix + f.name)
+    return out
+
+
+def _resolve(cls: type, key: str, owner: str, by_leaf: dict[str, list[str]]) -> str:
+    """The dotted path a key means: itself, a group's primary leaf, or the one leaf with that bare name."""
+    paths = set(leaf_paths(cls))
+    if key in paths:
+        return key
+    head, _, rest = key.partition(".")
+    groups = _groups(cls)
+    if head in groups and not rest:
+        primary = getattr(groups[head], "PRIMARY", None)
+        if primary:
+            return f"{head}.{primary}"
+        choices = ", ".join(leaf_paths(groups[head], head + "."))
+        raise ConfigError(f"{owner}: {head!r} is a group of options; set one of {choices}")
+    matches = by_leaf.get(key, [])
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise ConfigError(f"{owner}: option {key!r} is ambiguous; use one of {', '.join(sorted(matches))}")
+    raise ConfigError(f"{owner} has no option {key!r}; valid options: {', '.join(sorted(paths)) or '(none)'}")
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested dicts (``{"ifa": {"top_k": 3}}``, from a JSON manifest) -> dotted keys, in order."""
+    out: list[tuple[str, Any]] = []
+    for k, v in values.items():
+        if isinstance(v, dict):
+            out += _flatten(v, f"{prefix}{k}.")
+        else:
+            out.append((prefix + k, v))
+    return out
+
+
+def _construct(cls: type, values: dict[str, Any], owner: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    groups = _groups(cls)
+    kwargs: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for path, v in values.items():
+        head, _, rest = path.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = v
+        else:
+            kwargs[head] = coerce(v, hints[head], f"{owner}.{head}")
+    for name, sub in nested.items():
+        kwargs[name] = _construct(groups[name], sub, f"{owner}.{name}")
     try:
         obj = cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{owner}: {exc}") from None
+    return obj
+
+
+def build_options(cls: type, values: dict[str, Any], owner: str) -> Any:
+    """Instantiate the options dataclass ``cls`` from ``values``, converting types and rejecting unknown keys.
+
+    Keys may be dotted paths, unambiguous bare leaf names, group names with a ``PRIMARY`` leaf, or nested dicts;
+    see the module docstring. ``validate()`` of the top-level object is called last (it checks its groups).
+    """
+    by_leaf: dict[str, list[str]] = {}
+    for path in leaf_paths(cls):
+        if "." in path:
+            by_leaf.setdefault(path.rsplit(".", 1)[1], []).append(path)
+    resolved: dict[str, Any] = {}
+    for key, value in _flatten(dict(values)):
+        path = _resolve(cls, key, owner, by_leaf)
+        resolved.pop(path, None)  # a later spelling of the same leaf wins and keeps its position
+        resolved[path] = value
+    obj = _construct(cls, resolved, owner)
     validate = getattr(obj, "validate", None)
     if callable(validate):
         validate()
@@ -102,6 +199,12 @@ def build_options(cls: type, values: dict[str, Any], owner: str) -> Any:
 
 
 def options_dict(obj: Any) -> dict[str, Any]:
-    """A JSON-friendly dict of an options dataclass (tuples become lists)."""
-    out = dataclasses.asdict(obj)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+    """A JSON-friendly dict of an options dataclass: groups become nested dicts, tuples become lists."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            out[f.name] = options_dict(v)
+        else:
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out

@@ -22,11 +22,14 @@ class MethodResult:
         failures: image index in the batch -> reason, for images the method could not process.
         extras: name -> (B, H, W[, 3]) uint8 arrays saved next to the outputs with ``--save-images``
             (for example Grad-CAM heatmaps).
+        diagnostics: name -> (B,) float per-image facts of the method (NaN where none), meant for the columns
+            ``method.<name>`` of per_image.csv.
     """
 
     images: np.ndarray
     failures: dict[int, str] = field(default_factory=dict)
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    diagnostics: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Method:

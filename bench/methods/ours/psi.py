@@ -1,37 +1,35 @@
 """The face classification network Psi of identity feature anonymisation (Kuang et al., CVPR 2024, Sec. 3.1).
 
-Psi must expose (i) the activations A of its last convolutional layer, (ii) class scores y^c over a set of classes
-that serve as a codebook of identities, and (iii) an identity feature f computed from A by "the rest of Psi", so
-that Eq. 5's modulated A-hat can be pushed through the same tail to give the recast feature f_x. Two Psi exist:
+Psi exposes (i) A, the last convolutional feature map, (ii) the raw identity feature ``raw`` computed from A by the
+rest of the network (before L2 normalisation) and f = raw / |raw|, and (iii) class scores y^c = W_c raw + b_c of a
+*linear softmax head* over many identities, the paper's "codebook": "we simply employ the pre-trained classes as
+the codebook to interpret the identity of any input faces" (Sec. 3.1). Eq. 5's A-hat is pushed through the same
+tail (a forward hook swaps A for A-hat) to give the recast feature f_x.
 
-* ``facenet`` (the paper's default): facenet-pytorch's InceptionResnetV1 trained on VGGFace2 with its 8631-class
-  ``logits`` head. A = output of ``block8`` (1792 x 3 x 3 at 160 px); y^c = the logits; f = the L2-normalised
-  ``last_bn`` output (512-d), the feature FaceNet compares. Weights need a download (``get_model("facenet")``).
-* ``sface`` (offline): the OpenCV Zoo SFace recogniser (MobileFaceNet, 128-d) converted to a differentiable torch
-  module (:meth:`bench.models.sface.SFace.torch_module`). A = the activated output of its last convolution
-  (``conv_14_conv2d`` -> BN -> PReLU = ``conv_14_relu``, 1024 x 7 x 7): Eq. 1 weights "activated feature maps", and
-  the pre-activation output barely moves f (cos(f, f-hat) 0.99 against 0.85 for K = 3 on the demo faces) because
-  SFace ends in a flatten + linear rather than a global average pool; f = the L2-normalised embedding. SFace has no
-  classification head, so its classes are a stated codebook of identity prototypes P_c (L2-normalised mean
-  embeddings of the images of each identity of a reference set, by default the run's delegate pool) and
-  y^c = s * cos(f, P_c) with scale s (s does not change A-hat: Eq. 4-5 are invariant to the scale of alpha). This is
-  the paper's own reading
-  of Psi's classes: "we simply employ the pre-trained classes as the codebook to interpret the identity of any input
-  faces" (Sec. 3.1). Prototypes of the query's own identity are masked out of the class ranking, so, as for FaceNet
-  on a test set, the query is always an identity the codebook has not seen.
+Any registered recogniser with a differentiable ``torch_module()`` can be Psi (SFace offline; FaceNet, ArcFace,
+AdaFace with their weights):
 
-Both run on a crop aligned differentiably from the method's 256 crop: the 5-point similarity to the network's
-template (ArcFace 112 for SFace, its 160-px scaling for FaceNet) is turned into an ``affine_grid`` so gradients reach
-the crop's pixels (needed by the ``warp`` synthesiser's pixel-space IFA).
+* A: the output of ``layer``; ``auto`` takes the last module whose output is a spatial map (B, C, h, w), h w > 1,
+  skipping normalisation, dropout and identity layers: SFace's ``conv_14_relu`` (1024 x 7 x 7, the activated output
+  of the last convolution), FaceNet's ``block8`` (1792 x 3 x 3), IResNet's ``layer4``, AdaFace's ``body``.
+* Classes: FaceNet has its own (its 8631-way VGGFace2 ``logits`` layer on the raw 512-d feature). SFace, ArcFace
+  and AdaFace have none, and cosine scores against identity prototypes are a poor stand-in: they are invariant to
+  the scale of the feature, so dy/dA is nearly orthogonal to A and Eq. 3-5 barely change f. Their classes are
+  therefore a linear softmax head W, b trained on the raw features of a labelled set (by default the run's delegate
+  pool, identity-disjoint from the evaluated faces): multinomial logistic regression with an L2 penalty, fitted by
+  L-BFGS from zero (a convex problem: the result does not depend on a seed), cached by content hash, with its
+  provenance (data, Psi weights, accuracy) in the run manifest (:class:`LinearHead`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
+import hashlib
+import json
 import logging
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,124 +39,160 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import ConfigError
+from bench.methods.ours import nets
 
-__all__ = ["Codebook", "Psi", "PsiOutput", "build_psi", "similarity_theta"]
+__all__ = ["LinearHead", "Psi", "PsiOutput", "build_psi", "find_feature_map", "psi_from_module"]
 
 log = logging.getLogger(__name__)
 
+_SKIP = re.compile(r"Norm|Dropout|Identity|Constant", re.IGNORECASE)
+HEAD_FORMAT = "bench-ours-head/1"
+
 
 @dataclass
-class Codebook:
-    """Identity prototypes that play the role of Psi's classes (SFace)."""
+class LinearHead:
+    """Psi's classes: y = W raw + b over ``labels`` (identities), with where the head came from."""
 
-    prototypes: np.ndarray  # (C, D) L2-normalised
-    labels: list[str]  # identity of each class
-    source: str  # where the prototypes come from, for the manifest
-
-    @classmethod
-    def from_embeddings(cls, embeddings: np.ndarray, identities: list[str], source: str) -> Codebook:
-        """One prototype per identity: the L2-normalised mean of the identity's L2-normalised embeddings."""
-        emb = np.asarray(embeddings, np.float64)
-        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        labels = sorted({str(i) for i in identities})
-        ids = np.asarray([str(i) for i in identities], dtype=object)
-        protos = np.stack([emb[ids == lab].mean(axis=0) for lab in labels])
-        protos /= np.maximum(np.linalg.norm(protos, axis=1, keepdims=True), 1e-12)
-        return cls(protos.astype(np.float32), labels, source)
-
-    @classmethod
-    def load(cls, path: str | Path) -> Codebook:
-        """A codebook file: ``.npz`` with ``prototypes`` (C, D) and ``labels`` (C,) strings."""
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise ConfigError(f"IFA codebook file {p} does not exist")
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                protos = np.asarray(z["prototypes"], np.float32)
-                labels = [str(v) for v in z["labels"]] if "labels" in z.files else [str(i) for i in range(len(protos))]
-        except (KeyError, ValueError, OSError) as exc:
-            raise ConfigError(f"IFA codebook {p}: needs an .npz with 'prototypes' (C, D), 'labels' ({exc})") from None
-        if protos.ndim != 2 or len(labels) != len(protos):
-            raise ConfigError(f"IFA codebook {p}: prototypes must be (C, D) with one label each, got {protos.shape}")
-        protos /= np.maximum(np.linalg.norm(protos, axis=1, keepdims=True), 1e-12)
-        return cls(protos, labels, f"file {p}")
-
-    def save(self, path: str | Path) -> None:
-        np.savez(Path(path), prototypes=self.prototypes, labels=np.asarray(self.labels, dtype=str))
+    weight: np.ndarray  # (C, D) float32
+    bias: np.ndarray  # (C,) float32
+    labels: list[str]
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    @classmethod
+    def fit(cls, raw: np.ndarray, identities: list[str], l2: float = 1e-3, max_iter: int = 200,
+            provenance: dict[str, Any] | None = None) -> LinearHead:
+        """Multinomial logistic regression on raw features (mean cross-entropy + l2 |W|^2), L-BFGS from zero.
+
+        Hand-written on ``torch.optim.LBFGS`` rather than taken from scikit-learn, which the project does not depend
+        on; the objective is convex, so the optimum does not depend on initialisation or a seed.
+        """
+        x = torch.as_tensor(np.asarray(raw, np.float32), dtype=torch.float64)
+        labels = sorted({str(i) for i in identities})
+        if len(labels) < 2:
+            raise ConfigError(f"IFA codebook: training a head needs faces of >= 2 identities, got {len(labels)}")
+        index = {lab: j for j, lab in enumerate(labels)}
+        y = torch.tensor([index[str(i)] for i in identities])
+        scale = float(x.norm(dim=1).mean().clamp_min(1e-12))  # trained on raw / mean norm, folded back below
+        xs = x / scale
+        w = torch.zeros(len(labels), x.shape[1], dtype=torch.float64, requires_grad=True)
+        b = torch.zeros(len(labels), dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
+                                history_size=20, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = F.cross_entropy(xs @ w.T + b, y) + l2 * (w**2).sum()
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            opt.step(closure)
+        with torch.no_grad():
+            acc = float(((xs @ w.T + b).argmax(1) == y).double().mean())
+        prov = dict(provenance or {})
+        prov.update(format=HEAD_FORMAT, n_faces=len(y), n_classes=len(labels), l2=l2, train_accuracy=round(acc, 4))
+        return cls((w.detach() / scale).float().numpy(), b.detach().float().numpy(), labels, prov)
+
+    @classmethod
+    def load(cls, path: str | Path) -> LinearHead:
+        """A head file: ``.npz`` with ``weight`` (C, D), ``bias`` (C,), ``labels`` (C,) and ``provenance`` (JSON)."""
+        p = Path(path).expanduser()
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                weight, bias = np.asarray(z["weight"], np.float32), np.asarray(z["bias"], np.float32)
+                labels = [str(v) for v in z["labels"]]
+                prov = json.loads(str(z["provenance"])) if "provenance" in z.files else {}
+        except (KeyError, ValueError, OSError) as exc:
+            raise ConfigError(f"IFA codebook {p}: needs an .npz with weight (C, D), bias (C,), labels (C,) "
+                              f"({exc})") from None
+        if weight.ndim != 2 or bias.shape != (len(weight),) or len(labels) != len(weight):
+            raise ConfigError(f"IFA codebook {p}: weight {weight.shape}, bias {bias.shape} and {len(labels)} labels "
+                              "do not agree")
+        prov.setdefault("file", str(p))
+        return cls(weight, bias, labels, prov)
+
+    def save(self, path: str | Path) -> None:
+        np.savez(Path(path), weight=self.weight, bias=self.bias, labels=np.asarray(self.labels, dtype=str),
+                 provenance=np.asarray(json.dumps(self.provenance)))
+
+    def linear(self, device: torch.device) -> nn.Linear:
+        lin = nn.Linear(self.weight.shape[1], self.weight.shape[0]).to(device)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(self.weight))
+            lin.bias.copy_(torch.from_numpy(self.bias))
+        lin.requires_grad_(False)
+        return lin
+
 
 @dataclass
 class PsiOutput:
-    a: torch.Tensor  # (B, C, h, w) activations of the last convolutional layer (a grad-requiring leaf if asked)
-    embedding: torch.Tensor  # (B, D) L2-normalised identity feature f
-    logits: torch.Tensor  # (B, n_classes) class scores y^c
+    a: torch.Tensor  # (B, C, h, w) A (a grad-requiring leaf in "capture" mode)
+    raw: torch.Tensor  # (B, D) identity feature before L2 normalisation
+    embedding: torch.Tensor  # (B, D) f = raw / |raw|
+    logits: torch.Tensor | None  # (B, n_classes) y^c, None while Psi has no classes
 
 
-def similarity_theta(matrix: np.ndarray, src_size: int, dst_size: int) -> np.ndarray:
-    """``affine_grid`` theta (2x3, align_corners=False) of a 2x3 pixel map src -> dst (cv2.warpAffine convention)."""
-    m = np.vstack([np.asarray(matrix, np.float64), [0.0, 0.0, 1.0]])
-    inv = np.linalg.inv(m)  # dst px -> src px
-
-    def to_norm(size: int) -> np.ndarray:  # pixel centre u -> (2u + 1) / size - 1
-        return np.array([[2.0 / size, 0.0, 1.0 / size - 1.0], [0.0, 2.0 / size, 1.0 / size - 1.0], [0.0, 0.0, 1.0]])
-
-    theta = to_norm(src_size) @ inv @ np.linalg.inv(to_norm(dst_size))
-    return theta[:2]
-
-
-def _submodule(root: nn.Module, names: tuple[str, ...]) -> tuple[str, nn.Module]:
-    modules = dict(root.named_modules())
-    for name in names:
-        if name in modules:
-            return name, modules[name]
-    raise ConfigError(f"Psi has none of the layers {', '.join(names)}")
+def find_feature_map(module: nn.Module, input_size: int) -> str:
+    """Name of the last submodule whose output is a spatial map (h w > 1), skipping norm/dropout/identity layers."""
+    order: list[tuple[str, tuple[int, ...]]] = []
+    hooks = []
+    for name, mod in module.named_modules():
+        if name and not _SKIP.search(type(mod).__name__):
+            hooks.append(mod.register_forward_hook(
+                lambda _m, _i, o, name=name: order.append((name, tuple(o.shape))) if torch.is_tensor(o) else None))
+    try:
+        p = next(module.parameters(), None)
+        with torch.no_grad():
+            module(torch.zeros(1, 3, input_size, input_size, device=p.device if p is not None else "cpu"))
+    finally:
+        for h in hooks:
+            h.remove()
+    spatial = [name for name, shape in order if len(shape) == 4 and shape[2] * shape[3] > 1]
+    if not spatial:
+        raise ConfigError("Psi: the network has no spatial feature map for Grad-CAM")
+    return spatial[-1]
 
 
 class Psi:
-    """A frozen face network with hooks on its last convolutional layer (A) and, optionally, its embedding layer.
+    """A frozen face network with a hook on A and, optionally, a linear class head on its raw feature.
 
     Args:
-        module: (B, 3, s, s) RGB in [0, 1] -> class logits (``embedding_layer`` set) or the embedding (else).
-        name: registry name (``facenet``, ``sface``).
-        layer: module path of the last convolutional layer whose output is A.
-        template_points: (5, 2) alignment template in input pixels.
-        input_size: s.
-        embedding_layer: module path whose output is the identity feature (FaceNet's ``last_bn``), or None when the
-            module's output is the embedding and classes come from ``codebook``.
-        codebook: identity prototypes (SFace) or None (FaceNet's own classes).
-        scale: s of y^c = s * cos(f, P_c) for a codebook.
-        classes_desc: human-readable description of the classes, for the manifest.
+        module: (B, 3, s, s) RGB in [0, 1] -> (B, D) raw identity feature.
+        name: registry name of the recogniser.
+        template_points: (5, 2) alignment template in input pixels; ``input_size``: s.
+        layer: module path of A (``auto``: :func:`find_feature_map`).
+        head: the classes (an ``nn.Linear`` the network owns, or set later with :meth:`set_head`).
     """
 
-    def __init__(self, module: nn.Module, *, name: str, layer: str, template_points: np.ndarray, input_size: int,
-                 device: str = "cpu", embedding_layer: str | None = None, codebook: Codebook | None = None,
-                 scale: float = 64.0, classes_desc: str = "") -> None:
+    def __init__(self, module: nn.Module, *, name: str, template_points: np.ndarray, input_size: int,
+                 device: str = "cpu", layer: str = "auto", head: nn.Linear | None = None,
+                 classes_desc: str = "") -> None:
         self.name = name
         self.device = torch.device(device)
         self.module = module.to(self.device).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
-        self.layer, layer_mod = _submodule(self.module, (layer, f"net.{layer}"))
-        self.embedding_layer = None
-        if embedding_layer is not None:
-            self.embedding_layer, emb_mod = _submodule(self.module, (embedding_layer, f"net.{embedding_layer}"))
-            emb_mod.register_forward_hook(self._embedding_hook)
-        layer_mod.register_forward_hook(self._layer_hook)
         self.template_points = np.asarray(template_points, np.float64)
         self.input_size = int(input_size)
-        self.scale = float(scale)
+        modules = dict(self.module.named_modules())
+        self.layer = find_feature_map(self.module, self.input_size) if layer == "auto" else layer
+        if self.layer not in modules:
+            alt = f"net.{self.layer}"
+            if alt not in modules:
+                raise ConfigError(f"Psi {name}: no layer {self.layer!r} in its torch module")
+            self.layer = alt
+        modules[self.layer].register_forward_hook(self._layer_hook)
+        self.head = head.to(self.device).requires_grad_(False) if head is not None else None
+        self.labels: list[str] | None = None
         self.classes_desc = classes_desc
-        self.codebook: Codebook | None = None
-        self._protos: torch.Tensor | None = None
-        if codebook is not None:
-            self.set_codebook(codebook)
+        self.head_provenance: dict[str, Any] = {}
+        self.fingerprint = ""  # hash of the weight files, part of a cached head's key
         self._mode: str | None = None  # None (plain forward), "capture" (A becomes a grad leaf), "replace"
         self._replacement: torch.Tensor | None = None
         self._a: torch.Tensor | None = None
-        self._emb: torch.Tensor | None = None
 
     # -- hooks ------------------------------------------------------------------------------------------------
     def _layer_hook(self, _mod: nn.Module, _inp: Any, out: torch.Tensor) -> torch.Tensor | None:
@@ -175,125 +209,103 @@ class Psi:
         self._a = out
         return None
 
-    def _embedding_hook(self, _mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
-        self._emb = out
-
     @contextlib.contextmanager
     def _hooked(self, mode: str | None, replacement: torch.Tensor | None = None) -> Iterator[None]:
-        self._mode, self._replacement, self._a, self._emb = mode, replacement, None, None
+        self._mode, self._replacement, self._a = mode, replacement, None
         try:
             yield
         finally:
             self._mode, self._replacement = None, None
 
     # -- classes ----------------------------------------------------------------------------------------------
-    def set_codebook(self, codebook: Codebook) -> None:
-        if self.embedding_layer is not None:
-            raise ConfigError(f"Psi {self.name} has its own classes; a codebook applies to embedding-only networks")
-        self.codebook = codebook
-        self._protos = torch.from_numpy(np.asarray(codebook.prototypes, np.float32)).to(self.device)
+    def set_head(self, head: LinearHead) -> None:
+        """Use a trained (or loaded) linear head as Psi's classes."""
+        self.head = head.linear(self.device)
+        self.labels = list(head.labels)
+        self.head_provenance = dict(head.provenance)
 
     @property
     def n_classes(self) -> int:
-        if self.codebook is not None:
-            return len(self.codebook)
-        return int(getattr(_submodule(self.module, ("logits", "net.logits"))[1], "out_features", 0))
+        return 0 if self.head is None else int(self.head.out_features)
 
     def class_labels(self) -> list[str] | None:
-        return None if self.codebook is None else list(self.codebook.labels)
+        """Identity label of each class, when known (None for a network's own anonymous classes)."""
+        return self.labels
 
     # -- forward ----------------------------------------------------------------------------------------------
     def align(self, images: torch.Tensor, landmarks5: np.ndarray) -> torch.Tensor:
         """(B, 3, S, S) crops in [0, 1] + (B, 5, 2) crop landmarks -> (B, 3, s, s) aligned inputs (differentiable)."""
-        from bench.face.align import estimate_similarity
-
-        lms = np.asarray(landmarks5, np.float64).reshape(-1, 5, 2)
-        size = images.shape[-1]
-        thetas = np.stack([similarity_theta(estimate_similarity(lm, self.template_points), size, self.input_size)
-                           for lm in lms])
-        theta = torch.from_numpy(thetas).to(images.device, torch.float32)
-        grid = F.affine_grid(theta, [len(lms), 3, self.input_size, self.input_size], align_corners=False)
-        return F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return nets.align(images, landmarks5, self.template_points, self.input_size)
 
     def forward(self, aligned: torch.Tensor, mode: str | None = None,
                 replacement: torch.Tensor | None = None) -> PsiOutput:
         """Run Psi on aligned inputs; ``mode="capture"`` makes A a grad leaf, ``mode="replace"`` swaps A for A-hat."""
         with self._hooked(mode, replacement):
-            out = self.module(aligned.float())
-            a, emb = self._a, self._emb
+            raw = self.module(aligned.float()).float().flatten(1)
+            a = self._a
         if a is None:
             raise RuntimeError(f"Psi {self.name}: the hook on {self.layer} did not fire")
-        if self.embedding_layer is not None:
-            assert emb is not None
-            logits, feature = out, emb
-        else:
-            feature = out
-            logits = None
-        feature = F.normalize(feature.float().flatten(1), dim=1)
-        if logits is None:
-            if self._protos is None:
-                raise ConfigError(f"Psi {self.name} needs a codebook of identity prototypes (none was built)")
-            logits = self.scale * feature @ self._protos.T
-        return PsiOutput(a, feature, logits)
+        logits = self.head(raw) if self.head is not None else None
+        return PsiOutput(a, raw, F.normalize(raw, dim=1), logits)
+
+    def raw_features(self, aligned: torch.Tensor) -> torch.Tensor:
+        """(B, D) raw features of aligned inputs (no hook work)."""
+        return self.module(aligned.float()).float().flatten(1)
 
     def embed(self, images: torch.Tensor, landmarks5: np.ndarray) -> torch.Tensor:
         """(B, D) L2-normalised identity features of (B, 3, S, S) crops, differentiable w.r.t. the pixels."""
-        return self.forward(self.align(images, landmarks5)).embedding
+        return F.normalize(self.raw_features(self.align(images, landmarks5)), dim=1)
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "name": self.name,
-            "layer": self.layer,
-            "input_size": self.input_size,
-            "n_classes": self.n_classes,
-            "classes": self.classes_desc,
-        }
-        if self.codebook is not None:
-            out["codebook"] = {"source": self.codebook.source, "n_classes": len(self.codebook),
-                               "scale": self.scale, "dim": int(self.codebook.prototypes.shape[1])}
+        out: dict[str, Any] = {"name": self.name, "layer": self.layer, "input_size": self.input_size,
+                               "n_classes": self.n_classes, "classes": self.classes_desc}
+        if self.head_provenance:
+            out["codebook"] = dict(self.head_provenance)
         return out
 
 
-def _frozen_copy(module: nn.Module) -> nn.Module:
-    """A private copy of a shared network, so hooks added here never touch the instance other code uses."""
-    return copy.deepcopy(module)
-
-
-def build_psi(name: str, device: str = "cpu", scale: float = 64.0) -> Psi:
-    """Psi ``facenet`` (download) or ``sface`` (offline; its codebook is set later with :meth:`Psi.set_codebook`)."""
+def _template(recognizer: Any) -> tuple[np.ndarray, int]:
+    size = int(getattr(recognizer, "input_size", 112))
+    points = getattr(recognizer, "template_points", None)
+    if callable(points):
+        return np.asarray(points(), np.float64), size
     from bench.face.align import template
-    from bench.methods.ours.vaa import get_recognizer
 
-    if name == "facenet":
-        recognizer = get_recognizer("facenet", device)
-        module = recognizer.classifier_module()
-        if module is None:
-            raise ConfigError("recogniser facenet has no classifier_module(): the 8631-class head is needed for IFA")
-        module = _frozen_copy(module)
-        if not hasattr(module, "net"):  # a bare InceptionResnetV1 takes fixed_image_standardization'ed input
-            from bench.models.base import input_adapter
-
-            module = input_adapter(module, mean=127.5, std=128.0, scale=255.0)
-        size = int(getattr(recognizer, "input_size", 160))
-        return Psi(module, name="facenet", layer="block8", embedding_layer="last_bn",
-                   template_points=template("facenet160", size), input_size=size, device=device,
-                   classes_desc="the 8631 VGGFace2 training identities of FaceNet's logits head")
-    if name == "sface":
-        recognizer = get_recognizer("sface", device)
-        module = _frozen_copy(recognizer.torch_module())
-        layer = "conv_14_relu"  # the activated output of the last convolution (conv_14_conv2d -> BN -> PReLU)
-        return Psi(module, name="sface", layer=layer.removeprefix("net."), template_points=template("arcface112", 112),
-                   input_size=112, device=device, scale=scale,
-                   classes_desc="identity prototypes (L2-normalised mean SFace embeddings per identity)")
-    raise ConfigError(f"unknown Psi {name!r} (facenet, sface, auto)")
+    return template(getattr(recognizer, "template", "arcface112"), size), size
 
 
-def facenet_from_module(module: nn.Module, device: str = "cpu") -> Psi:
-    """Psi on an InceptionResnetV1(classify=True) instance (e.g. built with stand-in weights)."""
-    from bench.face.align import template
-    from bench.models.base import input_adapter
+def build_psi(name: str, device: str = "cpu", layer: str = "auto", own_classes: bool = True) -> Psi:
+    """Psi on the registered recogniser ``name``; FaceNet keeps its own classes when ``own_classes``."""
+    recognizer = nets.get_recognizer(name, device)
+    module = nets.fold_batchnorm(nets.torch_network(recognizer))  # a private copy: hooks never reach the shared one
+    points, size = _template(recognizer)
+    head = None
+    desc = "a linear softmax head over identities (set from the pool or a file)"
+    if own_classes and callable(getattr(recognizer, "classifier_module", None)):
+        logits = getattr(recognizer.network(), "logits", None)
+        if isinstance(logits, nn.Linear):
+            import copy
 
-    wrapped = input_adapter(_frozen_copy(module), mean=127.5, std=128.0, scale=255.0)
-    return Psi(wrapped, name="facenet", layer="block8", embedding_layer="last_bn",
-               template_points=template("facenet160", 160), input_size=160, device=device,
-               classes_desc="the classes of FaceNet's logits head")
+            head = copy.deepcopy(logits)
+            desc = f"the {logits.out_features} training identities of {name}'s own logits head"
+    psi = Psi(module, name=name, template_points=points, input_size=size, device=device, layer=layer, head=head,
+              classes_desc=desc)
+    psi.fingerprint = weights_fingerprint(recognizer)
+    return psi
+
+
+def psi_from_module(module: nn.Module, *, name: str, template_points: np.ndarray, input_size: int,
+                    head: nn.Linear | None = None, layer: str = "auto", device: str = "cpu") -> Psi:
+    """Psi on any embedding network (tests use stand-in weights)."""
+    return Psi(nets.fold_batchnorm(module), name=name, template_points=template_points, input_size=input_size,
+               head=head, layer=layer, device=device, classes_desc="a stand-in network's classes")
+
+
+def weights_fingerprint(recognizer: Any) -> str:
+    """A short hash of a recogniser's weight files (name, size, mtime): part of a cached head's key."""
+    parts = [str(getattr(recognizer, "name", ""))]
+    for key, path in sorted(getattr(recognizer, "weight_files", {}).items()):
+        p = Path(path)
+        stat = p.stat() if p.exists() else None
+        parts.append(f"{key}:{p.name}:{stat.st_size if stat else 0}:{int(stat.st_mtime) if stat else 0}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]

@@ -18,6 +18,7 @@ __all__ = [
     "five_from_68",
     "forehead_points",
     "mirror_landmarks",
+    "mirror_points5",
     "normalize_shapes",
     "pose_features",
     "similarity_fit",
@@ -50,6 +51,13 @@ def mirror_landmarks(lm68: np.ndarray, width: int) -> np.ndarray:
     lm = np.asarray(lm68, np.float64).copy()
     lm[..., 0] = (width - 1) - lm[..., 0]
     return lm[..., MIRROR_68, :]
+
+
+def mirror_points5(lm5: np.ndarray, width: int) -> np.ndarray:
+    """The 5 alignment points of the horizontally flipped image, in the same (image-left first) order."""
+    lm = np.asarray(lm5, np.float64).copy()
+    lm[..., 0] = (width - 1) - lm[..., 0]
+    return lm[..., [1, 0, 2, 4, 3], :]
 
 
 def forehead_points(lm68: np.ndarray, forehead: float = 0.3) -> np.ndarray:

@@ -25,6 +25,9 @@ class Step1Output:
     z_a_landmarks68: torch.Tensor  # (B, 68, 2) landmarks of the appearance delegate
     s_hat: torch.Tensor  # (B, 68, 2) anonymised geometry S-hat (GSA, Eq. 8 + recovery); S_x when GSA is off
     psi: Any = None  # the IFA network (a Psi wrapper), for synthesisers that realise z_id in pixel space
+    landmarks5: torch.Tensor | None = None  # (B, 5, 2) x's five points (the evaluators' alignment)
+    f_id: torch.Tensor | None = None  # (B, D) Psi's L2-normalised feature f of x, before IFA
+    removed: torch.Tensor | None = None  # (B, D) unit vector of the raw identity evidence IFA removed (f - f_x, raw)
     info: dict[str, Any] = field(default_factory=dict)  # per-batch facts (delegate keys, probabilities, ...)
 
 
@@ -33,8 +36,8 @@ class Synthesizer(Protocol):
 
     name: str
 
-    def __call__(self, step1: Step1Output, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(B, 3, S, S) float in [0, 1]."""
+    def __call__(self, step1: Step1Output, generators: list[torch.Generator] | None = None) -> torch.Tensor:
+        """(B, 3, S, S) float in [0, 1]; ``generators``: one seeded generator per image (random choices)."""
         ...
 
     def describe(self) -> dict[str, Any]: ...

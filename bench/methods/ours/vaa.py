@@ -10,24 +10,22 @@ tone, age, lighting). When every candidate is at the same distance the fraction 
 candidate is preferred), which keeps u_a in [0, 1].
 
 Features: the paper uses ArcFace [8]. ``features="auto"`` uses the ``arcface`` recogniser when its weights are
-already on disk (no download is attempted) and otherwise the offline SFace recogniser of the OpenCV Zoo; the choice
-is recorded in the run manifest.
+already on disk (no download is attempted) and otherwise Psi's own network (SFace offline); any registered recogniser
+may be named. The recogniser used here sees the delegate pool and the queries, so the run marks its identity records
+white-box (``Ours.white_box_models``).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 
 from bench.methods.ours.ipd import minmax_position
 
-__all__ = ["appearance_utility", "get_recognizer", "l2_distances", "resolve_feature_model", "weights_present"]
+__all__ = ["FeatureExtractor", "appearance_utility", "l2_distances", "resolve_feature_model", "weights_present"]
 
 log = logging.getLogger(__name__)
-
-_FALLBACK: dict[tuple[str, str], Any] = {}
 
 
 def appearance_utility(distances: np.ndarray) -> np.ndarray:
@@ -50,47 +48,30 @@ def weights_present(model: str) -> bool:
     return weights_usable(model)
 
 
-def resolve_feature_model(name: str) -> str:
-    """``auto`` -> ``arcface`` if its weights are on disk, else ``sface``; other names are returned unchanged."""
+def resolve_feature_model(name: str, psi: str) -> str:
+    """``auto`` -> ``arcface`` if its weights are on disk, else Psi's network; other names are returned unchanged."""
     if name != "auto":
         return name
-    return "arcface" if weights_present("arcface") else "sface"
-
-
-def get_recognizer(name: str, device: str) -> Any:
-    """The shared recogniser ``name`` from the model registry (``sface`` also works before it is registered)."""
-    from bench.models import MODELS, get_model
-
-    if name in MODELS:
-        return get_model(name, device=device)
-    if name == "sface":  # the class exists even when the registry line has not been added yet
-        from bench.models.sface import SFace
-
-        if (name, device) not in _FALLBACK:
-            _FALLBACK[(name, device)] = SFace(device=device)
-        return _FALLBACK[(name, device)]
-    from bench.errors import ConfigError
-
-    raise ConfigError(f"recogniser {name!r} is not registered (see `bench ls models`)")
+    return "arcface" if weights_present("arcface") else psi
 
 
 class FeatureExtractor:
-    """L2-normalised recogniser features of method crops, for u_a's distances and the IFA codebook.
+    """L2-normalised recogniser features of method crops, for u_a's distances.
 
-    A recogniser with a differentiable ``torch_module()`` (SFace) runs through it: the crop is aligned to the
-    recogniser's template with ``affine_grid`` and the fp32 network is applied in inference mode, about five times
-    faster on a CPU than onnxruntime on SFace's int8 graph (the two agree to ~1e-6). Other recognisers use their
-    ``embed``.
+    A recogniser with a differentiable ``torch_module()`` runs through it on the crop aligned by
+    :func:`bench.methods.ours.nets.align` (about five times faster on a CPU than onnxruntime on SFace's int8 graph;
+    the two agree to ~1e-6); others use their own ``embed``.
     """
 
     def __init__(self, name: str, device: str = "cpu", batch_size: int = 32) -> None:
+        from bench.methods.ours.nets import get_recognizer
+
         self.name = name
         self.device = device
         self.batch_size = int(batch_size)
         self.recognizer = get_recognizer(name, device)
-        module = getattr(self.recognizer, "torch_module", lambda: None)()
-        self.module = module
-        self.path = "torch" if module is not None else "embed"
+        self.module = getattr(self.recognizer, "torch_module", lambda: None)()
+        self.path = "torch" if self.module is not None else "embed"
 
     def __call__(self, images: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
         images = np.asarray(images)
@@ -100,20 +81,14 @@ class FeatureExtractor:
         import torch
         import torch.nn.functional as F
 
-        from bench.face.align import estimate_similarity
-        from bench.methods.ours.psi import similarity_theta
+        from bench.methods.ours.nets import align
 
-        size, s = images.shape[1], int(self.recognizer.input_size)
-        dst = self.recognizer.template_points()
+        dst, s = self.recognizer.template_points(), int(self.recognizer.input_size)
         out = []
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
-                chunk = images[start : start + self.batch_size]
-                x = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device).permute(0, 3, 1, 2).float() / 255.0
-                theta = np.stack([similarity_theta(estimate_similarity(lm, dst), size, s)
-                                  for lm in lms[start : start + self.batch_size]])
-                grid = F.affine_grid(torch.from_numpy(theta).to(x.device, torch.float32), [len(chunk), 3, s, s],
-                                     align_corners=False)
-                aligned = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+                chunk = np.ascontiguousarray(images[start : start + self.batch_size])
+                x = torch.from_numpy(chunk).to(self.device).permute(0, 3, 1, 2).float() / 255.0
+                aligned = align(x, lms[start : start + self.batch_size], dst, s)
                 out.append(F.normalize(self.module(aligned).float().flatten(1), dim=1).cpu().numpy())
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.recognizer.dim), np.float32)

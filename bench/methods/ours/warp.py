@@ -14,27 +14,23 @@ any machine:
    al. 2001), so lighting and skin tone stay the original's.
 3. Fusion with x's background x_b: Poisson blending (``cv2.seamlessClone``) inside the face region of S-hat, whose
    contour is x's own after GSA's recovery; ``blend="feather"`` uses a feathered alpha mask instead.
-4. Z_id in pixel space: the face region is optimised so that Psi's feature moves to the recast f_x of IFA (Eq. 5):
-   loss = lambda_id (1 - cos(Psi(y), f_x)) + lambda_lpips LPIPS(y, y0) + lambda_l1 |y - y0|_1 over the face, with
-   y0 the blended image, Adam on a low-resolution offset (``delta_res``, smooth changes rather than pixel noise),
-   ``steps`` iterations (a fixed budget; 0 skips this stage). Psi sees the output aligned by S-hat's 5 points.
+4. Z_id: the face region of the whole batch is optimised so that Psi finds none of the identity evidence IFA
+   removed (:mod:`bench.methods.ours.realise`); skipped without IFA (Table 4's "w/o IFA") or with ``steps=0``.
 
-Every image is processed alone, so an output never depends on the batch it came in.
+Steps 1-3 run image by image (OpenCV), step 4 on the batch; no image's output depends on the others in its batch.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.spatial import Delaunay
 
-from bench.errors import ConfigError
 from bench.methods.ours.shapes import (
     apply_similarity,
     extended_points,
@@ -46,36 +42,12 @@ from bench.methods.ours.shapes import (
 )
 from bench.methods.ours.step import Step1Output
 
-__all__ = ["WarpConfig", "WarpSynthesizer", "blend_into", "match_colour", "piecewise_affine_warp"]
+if TYPE_CHECKING:  # pragma: no cover
+    from bench.methods.ours.config import SynthOptions
+
+__all__ = ["WarpSynthesizer", "blend_into", "match_colour", "piecewise_affine_warp"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class WarpConfig:
-    steps: int = 3  # pixel-space IFA iterations (0: no optimisation)
-    lr: float = 0.005  # Adam step on the offset, in [0, 1] intensity units
-    lambda_id: float = 1.0
-    lambda_lpips: float = 1.0
-    lambda_l1: float = 1.0
-    delta_res: int = 64  # side of the optimised offset (bilinearly upsampled to the crop)
-    lpips_size: int = 128  # LPIPS is computed on crops downsampled to this side
-    color_match: float = 1.0  # 0: keep the delegate's colours, 1: match x's Lab statistics
-    blend: Literal["seamless", "feather"] = "seamless"
-    mirror: bool = True
-    forehead: float = 0.3  # forehead height above the brows, fraction of the face height (as bench.face.mask)
-
-    def validate(self) -> None:
-        if self.steps < 0:
-            raise ConfigError(f"warp steps must be >= 0, got {self.steps}")
-        if self.lr <= 0:
-            raise ConfigError(f"warp lr must be > 0, got {self.lr}")
-        if min(self.lambda_id, self.lambda_lpips, self.lambda_l1) < 0:
-            raise ConfigError("warp loss weights must be >= 0")
-        if self.delta_res < 4 or self.lpips_size < 32:
-            raise ConfigError("warp delta_res must be >= 4 and lpips_size >= 32")
-        if not 0.0 <= self.color_match <= 1.0:
-            raise ConfigError(f"warp color_match must be in [0, 1], got {self.color_match}")
 
 
 def piecewise_affine_warp(image: np.ndarray, src_points: np.ndarray, dst_points: np.ndarray,
@@ -170,15 +142,18 @@ def _yaw(lm68: np.ndarray) -> float:
 
 
 class WarpSynthesizer:
-    """Training-free step 2: piecewise-affine warp + colour match + Poisson blend + pixel-space IFA."""
+    """Training-free step 2: piecewise-affine warp + colour match + Poisson blend, then the realisation of Z_id."""
 
     name = "warp"
 
-    def __init__(self, config: WarpConfig | None = None, device: str = "cpu") -> None:
-        self.config = config or WarpConfig()
-        self.config.validate()
+    def __init__(self, opts: SynthOptions | None = None, device: str = "cpu") -> None:
+        from bench.methods.ours.config import SynthOptions
+        from bench.methods.ours.realise import Realiser
+
+        self.opts = opts or SynthOptions()
+        self.opts.validate()
         self.device = torch.device(device)
-        self._lpips: Any = None
+        self.realiser = Realiser(self.opts, self.device)
 
     # -- rendering --------------------------------------------------------------------------------------------
     def render(self, x: np.ndarray, z_a: np.ndarray, z_a_lm: np.ndarray, s_hat: np.ndarray,
@@ -191,15 +166,15 @@ class WarpSynthesizer:
         from bench.face.mask import face_mask
 
         size = x.shape[0]
-        f = self.config.forehead
+        f = self.opts.forehead
         src_img, src_lm = z_a, np.asarray(z_a_lm, np.float64)
         flipped, flipped_lm = np.ascontiguousarray(z_a[:, ::-1]), mirror_landmarks(src_lm, z_a.shape[1])
         target_yaw, src_yaw = _yaw(s_hat), _yaw(src_lm)
-        if self.config.mirror and abs(-src_yaw - target_yaw) < abs(src_yaw - target_yaw):
+        if self.opts.mirror and abs(-src_yaw - target_yaw) < abs(src_yaw - target_yaw):
             src_img, src_lm, flipped, flipped_lm, src_yaw = flipped, flipped_lm, src_img, src_lm, -src_yaw
         dst = extended_points(s_hat, f)
         warped, covered = piecewise_affine_warp(src_img, extended_points(src_lm, f), dst, size)
-        strength = float(np.clip((abs(src_yaw) - 0.15) / 0.3, 0.0, 1.0)) if self.config.mirror else 0.0
+        strength = float(np.clip((abs(src_yaw) - 0.15) / 0.3, 0.0, 1.0)) if self.opts.mirror else 0.0
         if strength > 0:
             # symmetric completion: the side the turned delegate hides is stretched from a few pixels; take it from
             # the mirrored delegate, which shows that side, with a ramp from the nose line towards the jaw
@@ -218,91 +193,50 @@ class WarpSynthesizer:
             cv2.fillPoly(mouth, [np.round(np.asarray(s_x[60:68]) * 16).astype(np.int32)], 1, lineType=cv2.LINE_8,
                          shift=4)
             region &= ~mouth.astype(bool)
-        colour = match_colour(warped, x, region, self.config.color_match)
+        colour = match_colour(warped, x, region, self.opts.color_match)
         face = np.where(region[..., None], colour, x)
-        return blend_into(face, x, region, self.config.blend), region
-
-    # -- pixel-space IFA --------------------------------------------------------------------------------------
-    def lpips(self) -> Any:
-        if self._lpips is None:
-            from bench.models import get_model
-
-            self._lpips = get_model("lpips-alex", device=str(self.device))
-            for p in self._lpips.parameters():
-                p.requires_grad_(False)
-        return self._lpips
-
-    def realise_identity(self, y0: torch.Tensor, region: np.ndarray, s_hat: np.ndarray, z_id: torch.Tensor,
-                         psi: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        """Optimise the face region of y0 (1, 3, S, S) so that Psi's feature approaches z_id (see module doc)."""
-        cfg = self.config
-        size = y0.shape[-1]
-        k = max(3, (size // 32) | 1)
-        soft = cv2.GaussianBlur(region.astype(np.float32), (k, k), 0)
-        soft_t = torch.from_numpy(soft).to(self.device)[None, None]
-        lm5 = five_from_68(s_hat)[None]
-        target = F.normalize(z_id.to(self.device).float().flatten()[None], dim=1)
-        delta = torch.zeros(1, 3, cfg.delta_res, cfg.delta_res, device=self.device, requires_grad=True)
-        opt = torch.optim.Adam([delta], lr=cfg.lr)
-        lp = self.lpips() if cfg.lambda_lpips > 0 else None
-        small0 = F.interpolate(y0, size=(cfg.lpips_size,) * 2, mode="bilinear", antialias=True, align_corners=False)
-        area = soft_t.sum().clamp_min(1.0) * 3
-        stats: dict[str, float] = {}
-        y = y0
-        with torch.enable_grad():
-            for step in range(cfg.steps):
-                up = F.interpolate(delta, size=(size, size), mode="bilinear", align_corners=False)
-                y = (y0 + soft_t * up).clamp(0.0, 1.0)
-                cos = (psi.embed(y, lm5) * target).sum()
-                if step == 0:  # delta is still zero: y == y0
-                    stats["cos_before"] = float(cos.detach())
-                loss = cfg.lambda_id * (1.0 - cos)
-                if cfg.lambda_l1 > 0:
-                    loss = loss + cfg.lambda_l1 * ((y - y0).abs() * soft_t).sum() / area
-                if lp is not None:
-                    small = F.interpolate(y, size=(cfg.lpips_size,) * 2, mode="bilinear", antialias=True,
-                                          align_corners=False)
-                    loss = loss + cfg.lambda_lpips * lp(small * 2 - 1, small0 * 2 - 1).sum()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-        with torch.no_grad():
-            if cfg.steps:
-                up = F.interpolate(delta, size=(size, size), mode="bilinear", align_corners=False)
-                y = (y0 + soft_t * up).clamp(0.0, 1.0)
-            stats["cos_after"] = float((psi.embed(y, lm5) * target).sum())
-        return y.detach(), stats
+        return blend_into(face, x, region, self.opts.blend), region
 
     # -- the Synthesizer protocol -----------------------------------------------------------------------------
-    def __call__(self, step1: Step1Output, generator: torch.Generator | None = None) -> torch.Tensor:
-        outs = []
-        step1.info.setdefault("warp", [])
-        for i in range(step1.x.shape[0]):
+    def __call__(self, step1: Step1Output, generators: list[torch.Generator] | None = None) -> torch.Tensor:
+        n = step1.x.shape[0]
+        renders, regions = [], []
+        for i in range(n):
             x = _to_uint8(step1.x[i])
-            z_a = _to_uint8(step1.z_a[i])
             s_hat = step1.s_hat[i].detach().cpu().numpy().astype(np.float64)
             s_x = step1.landmarks68[i].detach().cpu().numpy().astype(np.float64)
-            blended, region = self.render(x, z_a, step1.z_a_landmarks68[i].detach().cpu().numpy(), s_hat, s_x)
-            y0 = torch.from_numpy(blended).to(self.device).permute(2, 0, 1)[None].float() / 255.0
-            info: dict[str, Any] = {"blended": blended, "region": region}
-            if step1.z_id is not None and step1.psi is not None and self.config.steps > 0:
-                y, stats = self.realise_identity(y0, region, s_hat, step1.z_id[i], step1.psi)
-                info.update(stats)
-            else:
-                y = y0
-            step1.info["warp"].append(info)
-            outs.append(y[0])
-        return torch.stack(outs)
+            blended, region = self.render(x, _to_uint8(step1.z_a[i]), step1.z_a_landmarks68[i].detach().cpu().numpy(),
+                                          s_hat, s_x)
+            renders.append(blended)
+            regions.append(region)
+        step1.info["warp"] = {"blended": np.stack(renders), "region": np.stack(regions)}
+        y0 = torch.from_numpy(np.stack(renders)).to(self.device).permute(0, 3, 1, 2).float() / 255.0
+        if step1.removed is None or step1.psi is None or step1.f_id is None or self.opts.steps == 0:
+            return y0
+        size = y0.shape[-1]
+        k = max(3, (size // 32) | 1)
+        soft = np.stack([cv2.GaussianBlur(r.astype(np.float32), (k, k), 0) for r in regions])
+        if self.opts.align == "x" and step1.landmarks5 is not None:
+            lm5 = step1.landmarks5.detach().cpu().numpy()
+        else:
+            lm5 = np.stack([five_from_68(s.detach().cpu().numpy()) for s in step1.s_hat])
+        res = self.realiser(step1.psi, y0, torch.from_numpy(soft)[:, None], lm5, step1.f_id, step1.removed,
+                            generators)
+        step1.info["realisation"] = res
+        return res.images
 
     def describe(self) -> dict[str, Any]:
+        o = self.opts
         return {
             "name": self.name,
             "kind": "training-free (not the paper's trained generator)",
-            "config": asdict(self.config),
+            "options": asdict(o),
             "stages": ["piecewise-affine warp of Z_a onto S-hat (68 landmarks + forehead, Delaunay)",
                        "Lab mean/std colour match to x (Reinhard)",
-                       f"{self.config.blend} blend into x's background",
-                       f"pixel-space IFA: {self.config.steps} Adam steps towards f_x (1 - cos) + LPIPS-alex + L1"],
+                       f"{o.blend} blend into x's background",
+                       (f"realisation of Z_id: {o.steps} Adam steps x {o.views} transformed view(s), "
+                       f"{o.lambda_removed} relu(cos(Psi(y), r)) + {o.lambda_away} relu(cos(Psi(y), f)) "
+                       f"+ LPIPS-alex + L1, Psi aligned by {'x' if o.align == 'x' else 'S-hat'}'s five points")],
         }
 
 

@@ -94,8 +94,8 @@ class GanSynthesizer:
                               f"with psi={m.psi!r}; their identity features are not interchangeable")
 
     @torch.no_grad()
-    def __call__(self, step1: Step1Output, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(B, 3, S, S) anonymised faces in [0, 1] (deterministic: ``generator`` is not used)."""
+    def __call__(self, step1: Step1Output, generators: list[torch.Generator] | None = None) -> torch.Tensor:
+        """(B, 3, S, S) anonymised faces in [0, 1] (deterministic: ``generators`` are not used)."""
         self.check(step1)
         dev, size = self.device, self.model.size
         x = step1.x.to(dev).float()

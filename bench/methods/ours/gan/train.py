@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.config import resolve_device as _resolve_device_name
 from bench.errors import BenchError, ConfigError
 from bench.imageio import write_image
 from bench.methods.ours.gan.config import CHECKPOINT_FORMAT, TrainConfig, config_from_dict, config_to_dict
@@ -75,11 +76,8 @@ class TrainResult:
 
 
 def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!r} but CUDA is not available here")
-    return torch.device(device)
+    """The harness's one device rule (`bench.config.resolve_device`) as a torch device."""
+    return torch.device(_resolve_device_name(device))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
