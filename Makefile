@@ -31,8 +31,11 @@ demo: setup
 	$(BIN)/bench report $(DEMO)/demo -o $(REPORT) --title "bench demo report"
 	@echo "demo report: $(abspath $(REPORT))/index.html (open it in a browser; it needs no network)"
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist; each test keeps one intra-op thread, tests/conftest.py):
+# 2 = the cores of the CI machine. TEST_WORKERS=0 runs it in this process (for pdb).
+TEST_WORKERS ?= 2
 test: setup
-	@$(BIN)/python -m pytest -q; rc=$$?; \
+	@$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): treated as a failure" >&2; fi; exit $$rc
 
 lint: setup

@@ -421,9 +421,9 @@ def test_cpu_smoke_training_on_real_celeba_crops(celeba_root, tmp_path):
     assert np.array_equal(np.asarray(again.crops), np.asarray(data.crops))
 
     torch.manual_seed(0)
-    steps = 200
+    steps = 80
     cfg = {"dataset": "celeba", "data_root": str(celeba_root), "limit": 40, "batch_size": 4, "lr_g": 4e-4,
-           "lr_d": 2e-4, "log_every": 40, "eval_every": 80, "sample_every": 120, "ckpt_every": 120,
+           "lr_d": 2e-4, "log_every": 20, "eval_every": 40, "sample_every": 40, "ckpt_every": 40,
            "model": tiny_model(n_down=2)}
     result = run_training(tiny_config(tmp_path / "run", steps=steps, **cfg), data=data, psi=standin_psi(64),
                           perceptual=standin_perceptual())

@@ -61,8 +61,10 @@ class Run:
 
     @property
     def options(self) -> dict[str, Any]:
-        """The method's resolved options (defaults and named-variant values included)."""
-        return dict(self.manifest.get("resolved", {}).get("method_options", {}))
+        """The method's resolved options (defaults and named-variant values included), option groups flattened to
+        their leaf names (``{"ifa": {"top_k": 3}}`` -> ``{"top_k": 3}``; leaf names are unique within a method,
+        bench/options.py, and a leaf that is not keeps its dotted path)."""
+        return _flatten_options(self.manifest.get("resolved", {}).get("method_options", {}))
 
     @property
     def method_class(self) -> str:
@@ -140,6 +142,20 @@ def load_runs(paths: list[str | Path], allow_mixed: bool = False) -> list[Run]:
         label = str(sub["variant"].iloc[0]) if not sub.empty else str(manifest.get("resolved", {}).get("method", d))
         runs.append(Run(d, label, sub, manifest))
     return runs
+
+
+def _flatten_options(options: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, dict):
+            flat.update(_flatten_options(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    by_leaf: dict[str, list[str]] = {}
+    for path in flat:
+        by_leaf.setdefault(path.rpartition(".")[2], []).append(path)
+    return {(path.rpartition(".")[2] if len(by_leaf[path.rpartition(".")[2]]) == 1 else path): value
+            for path, value in flat.items()}
 
 
 #: options that never distinguish two runs of one method (paths, display labels)
