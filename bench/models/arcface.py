@@ -35,8 +35,7 @@ import numpy as np
 from bench.errors import ConfigError, WeightsError
 from bench.models.base import Recognizer, input_adapter, ort_providers, run_torch_embedder
 from bench.models.card import InputSpec, ModelCard
-from bench.models.insightface_packs import INSIGHTFACE_LICENCE, pack_caches, pack_sources
-from bench.models.weightspec import WeightSpec
+from bench.models.insightface_packs import INSIGHTFACE_LICENCE, pack_spec
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -51,15 +50,9 @@ log = logging.getLogger(__name__)
 IRESNET_LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 200: (6, 26, 60, 6)}
 
 
-def _pack_spec(name: str, pack: str, member: str, description: str) -> WeightSpec:
-    source, mirrors = pack_sources(pack, member)
-    return WeightSpec(name, f"{pack}-{member}", None, None, INSIGHTFACE_LICENCE, (), source, pack_caches(pack, member),
-                      description, mirrors)
-
-
-W600K_R50 = _pack_spec("arcface-buffalo_l-w600k_r50", "buffalo_l", "w600k_r50.onnx",
+W600K_R50 = pack_spec("arcface-buffalo_l-w600k_r50", "buffalo_l", "w600k_r50.onnx",
                        "ArcFace IResNet-50 on WebFace600K, 512-d (insightface buffalo_l)")
-GLINTR100 = _pack_spec("arcface-antelopev2-glintr100", "antelopev2", "glintr100.onnx",
+GLINTR100 = pack_spec("arcface-antelopev2-glintr100", "antelopev2", "glintr100.onnx",
                        "ArcFace IResNet-100 on Glint360K, 512-d (insightface antelopev2)")
 
 _PAPER = "Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face Recognition, CVPR 2019"

@@ -17,22 +17,15 @@ import numpy as np
 
 from bench.errors import ConfigError
 from bench.models.card import InputSpec, ModelCard
-from bench.models.insightface_packs import INSIGHTFACE_LICENCE, pack_caches, pack_sources
-from bench.models.weightspec import WeightSpec
+from bench.models.insightface_packs import INSIGHTFACE_LICENCE, pack_spec
 from bench.types import FaceDetection
 
 __all__ = ["CARDS", "PACKS", "InsightFaceDetector"]
 
 
-def _spec(name: str, pack: str, member: str, description: str) -> WeightSpec:
-    source, mirrors = pack_sources(pack, member)
-    return WeightSpec(name, f"{pack}-{member}", None, None, INSIGHTFACE_LICENCE, (), source, pack_caches(pack, member),
-                      description, mirrors)
-
-
-SCRFD_BUFFALO_L = _spec("scrfd-buffalo-l", "buffalo_l", "det_10g.onnx",
+SCRFD_BUFFALO_L = pack_spec("scrfd-buffalo-l", "buffalo_l", "det_10g.onnx",
                         "insightface buffalo_l detector: SCRFD-10GF with 5 keypoints")
-SCRFD_ANTELOPEV2 = _spec("scrfd-antelopev2", "antelopev2", "scrfd_10g_bnkps.onnx",
+SCRFD_ANTELOPEV2 = pack_spec("scrfd-antelopev2", "antelopev2", "scrfd_10g_bnkps.onnx",
                          "insightface antelopev2 detector: SCRFD-10GF (BN) with 5 keypoints")
 
 #: pack name -> hub spec of its detector file

@@ -13,9 +13,9 @@ Shared by the ArcFace recognisers (:mod:`bench.models.arcface`) and the SCRFD de
 
 from __future__ import annotations
 
-from bench.models.weightspec import Url
+from bench.models.weightspec import Url, WeightSpec
 
-__all__ = ["INSIGHTFACE_LICENCE", "MIRRORS", "pack_caches", "pack_sources"]
+__all__ = ["INSIGHTFACE_LICENCE", "MIRRORS", "pack_caches", "pack_sources", "pack_spec"]
 
 INSIGHTFACE_LICENCE = "non-commercial research only (insightface pretrained models)"
 
@@ -35,3 +35,10 @@ def pack_sources(pack: str, member: str) -> tuple[Url, tuple[Url, ...]]:
 def pack_caches(pack: str, member: str) -> tuple[str, ...]:
     """The places insightface keeps ``member`` of ``pack`` (flat, and nested one folder deeper by its zip)."""
     return (f"{{insightface_home}}/models/{pack}/{member}", f"{{insightface_home}}/models/{pack}/{pack}/{member}")
+
+
+def pack_spec(name: str, pack: str, member: str, description: str) -> WeightSpec:
+    """The hub spec of file ``member`` of pack ``pack`` (sha256 and size unknown: insightface publishes none)."""
+    source, mirrors = pack_sources(pack, member)
+    return WeightSpec(name, f"{pack}-{member}", None, None, INSIGHTFACE_LICENCE, (), source, pack_caches(pack, member),
+                      description, mirrors)
