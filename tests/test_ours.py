@@ -461,6 +461,45 @@ def test_pool_head_is_cached_and_reused(face_batch, tmp_path, monkeypatch):
     assert m3.psi().class_labels() == head.labels
 
 
+def test_pool_features_are_cached_by_what_psi_sees(face_batch, tmp_path, monkeypatch):
+    from bench.methods.ours.method import Ours
+
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    computed = []
+    real = Ours._compute_pool_raw_features
+    monkeypatch.setattr(Ours, "_compute_pool_raw_features",
+                        lambda self, pool, mirrored: computed.append(mirrored) or real(self, pool, mirrored))
+    pool = _pool(face_batch)
+    m = METHODS.build("ours", psi="sface", steps=0)
+    m.setup({"pool": pool, "seed": 0})
+    assert sorted(computed) == [False, True]  # the faces and their mirror images (codebook head), once each
+    files = sorted((tmp_path / "ours-features").glob("*.npy"))
+    assert len(files) == 2
+    m2 = METHODS.build("ours", psi="sface", steps=0)
+    m2.setup({"pool": pool, "seed": 0})  # head and VAA features come from the caches: Psi never runs on the pool
+    assert len(computed) == 2
+    np.testing.assert_array_equal(m2._state.vaa_features, m._state.vaa_features)
+    for f in files:  # a damaged entry is recomputed and rewritten
+        f.write_bytes(b"not a numpy file")
+    m3 = METHODS.build("ours", psi="sface", steps=0)
+    m3.setup({"pool": pool, "seed": 0})
+    assert computed[2:] == [False]  # the head is still cached; only the VAA features were needed
+    rewritten = []
+    for f in files:
+        try:
+            rewritten.append(np.load(f).shape)
+        except ValueError:
+            pass
+    assert rewritten == [(len(pool), m._state.vaa_features.shape[1])]
+    np.testing.assert_allclose(m3._state.vaa_features, m._state.vaa_features)
+    # other crops under the same keys (another detector or crop size) are other features: a new entry
+    shifted = _pool(face_batch)
+    shifted.images = np.roll(shifted.images, 3, axis=2)
+    m4 = METHODS.build("ours", psi="sface", steps=0)
+    m4.setup({"pool": shifted, "seed": 0})
+    assert len(computed) == 5 and len(list((tmp_path / "ours-features").glob("*.npy"))) == 4
+
+
 def test_realisation_never_increases_similarity_to_x(face_batch):
     """On a held-in batch of real photos: cos(Psi(y), f) after the realisation <= before, image by image."""
     import torch

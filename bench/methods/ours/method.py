@@ -169,7 +169,30 @@ class Ours(Method):
         return self._state
 
     def _pool_raw_features(self, pool: FacePool, mirrored: bool = False) -> np.ndarray:
-        """(N, D) Psi's raw features of the pool faces (or of their mirror images)."""
+        """(N, D) Psi's raw features of the pool faces (or of their mirror images), cached by content: every cell of
+        an ablation sweep shares one pool, and on a CPU these features are most of a cell's set-up time."""
+        from bench.cache import cache_root
+
+        psi = self.psi()
+        key_src = json.dumps(["raw-features-1", psi.name, psi.fingerprint, psi.layer, _pool_digest(pool),
+                              list(pool.keys), mirrored])
+        path = Path(cache_root()) / "ours-features" / f"{hashlib.sha256(key_src.encode()).hexdigest()[:20]}.npy"
+        if path.is_file():
+            try:
+                cached = np.load(path, allow_pickle=False)
+                if cached.ndim == 2 and len(cached) == len(pool) and np.isfinite(cached).all():
+                    return cached
+                raise ValueError(f"shape {cached.shape} for {len(pool)} faces")
+            except (OSError, ValueError) as exc:  # a damaged entry is recomputed and rewritten
+                log.warning("ours: ignoring damaged cached pool features %s (%s)", path, exc)
+        raw = self._compute_pool_raw_features(pool, mirrored).astype(np.float32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, raw)
+        os.replace(tmp, path)
+        return raw
+
+    def _compute_pool_raw_features(self, pool: FacePool, mirrored: bool) -> np.ndarray:
         import torch
 
         from bench.methods.ours.shapes import mirror_points5
@@ -195,7 +218,7 @@ class Ours(Method):
         from bench.methods.ours.psi import HEAD_FORMAT, LinearHead
 
         psi, l2 = self.psi(), self.options.ifa.codebook_l2
-        content = pool.content_hash or hashlib.sha256(pool.images.tobytes()).hexdigest()[:16]
+        content = _pool_digest(pool)
         key_src = json.dumps([HEAD_FORMAT, psi.name, psi.fingerprint, psi.layer, content, list(pool.keys),
                               list(map(str, pool.identities)), l2])
         key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
@@ -401,6 +424,16 @@ class Ours(Method):
             out["diagnostics"] = {k: {"mean": float(np.mean(v)) if v else None, "n": len(v)}
                                   for k, v in sorted(self._stats.items())}
         return out
+
+
+def _pool_digest(pool: FacePool) -> str:
+    """Hash of what Psi sees of the pool: the crops and their 5 landmarks (the source files' hashes alone would
+    miss a change of detector or crop size, which changes the crops)."""
+    h = hashlib.sha256()
+    for a in (pool.images, np.asarray(pool.landmarks5, np.float32)):
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
 
 
 def _cam_overlays(x: np.ndarray, lm5: np.ndarray, psi: Any, heat: np.ndarray, heat_hat: np.ndarray
