@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine (see README.md):
-#   make demo   set up, then anonymise + evaluate the embedded demo faces (no download), print tables, write a report
+#   make demo   set up, then anonymise + evaluate the embedded demo faces with identity, pixelate, ours and blur
+#               (no download), print tables, write a report
 #   make test   set up, then run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -23,6 +24,7 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt requirements-ray.tx
 demo: setup
 	$(BIN)/bench run --method identity --dataset demo --out $(DEMO) --save-images --quiet
 	$(BIN)/bench run --method pixelate --dataset demo --out $(DEMO) --save-images --quiet
+	$(BIN)/bench run --method ours --dataset demo --out $(DEMO) --save-images --quiet  # the paper's method
 	$(BIN)/bench run --method blur --dataset demo --out $(DEMO) --save-images
 	@echo
 	$(BIN)/bench table $(DEMO)/demo --layout summary --format latex
