@@ -597,3 +597,25 @@ def test_latex_bolds_every_displayed_best_and_nothing_alone(tmp_path):
     assert r"c & 50.0 & - \\" in lines
     code, out, _ = _table(runs[2], "--format", "latex")
     assert code == 0 and r"\textbf" not in out
+
+
+def test_a_white_box_number_is_never_bold(tmp_path):
+    """A method scored by the recogniser it optimised against would win the column: its † value is never the best,
+    in LaTeX and in the HTML report's tables, and the best black-box value of the column is bold instead."""
+    from bench.report.tablehtml import html_table
+
+    base = {"dataset": "demo", "model": "sface", "threshold": 0.3, "ci_low": None, "ci_high": None, "n": 8,
+            "higher_is_better": False, "metric": "reid"}
+    runs = []
+    for method, reid, wb in (("ours", 0.0, True), ("blur", 60.0, False), ("pixelate", 20.0, False)):
+        runs.append(str(_write_run(tmp_path, [{**base, "method": method, "variant": method, "value": reid,
+                                               "white_box": wb}])))
+    code, out, err = _table(*runs, "--format", "latex")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert r"ours & 0.0$^\dagger$ \\" in lines and r"pixelate & \textbf{20.0} \\" in lines
+    assert r"blur & 60.0 \\" in lines
+    records = pd.concat([pd.read_csv(Path(r) / "records.csv").assign(run=r) for r in runs])
+    table = html_table(records, "auto")
+    bold = {method: [b for cell in cells for _, b in cell] for _, body in table.blocks for method, cells in body}
+    assert bold == {"ours": [False], "blur": [False], "pixelate": [True]}

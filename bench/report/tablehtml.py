@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -62,15 +61,7 @@ def html_table(df: pd.DataFrame, layout: str, heading: str = "", description: st
     for row in t.rows:
         blocks.setdefault(row[0], []).append(row)
     for dataset, rows in blocks.items():
-        # the best displayed value of each number of each column within the dataset block (when rows compete)
-        best: list[list[float]] = []
-        for i, c in enumerate(columns):
-            per_part = []
-            for p, higher in enumerate(t.better[i]):
-                col = [t.shown[r, i][p] for r in rows if (r, i) in t.shown and not math.isnan(t.shown[r, i][p])]
-                usable = col and len(rows) > 1 and higher is not None
-                per_part.append((max(col) if higher else min(col)) if usable else math.nan)
-            best.append(per_part)
+        flags = t.best_flags(rows) if bold else {}
         body = []
         for r in rows:
             cells = []
@@ -79,10 +70,7 @@ def html_table(df: pd.DataFrame, layout: str, heading: str = "", description: st
                 if parts is None:
                     cells.append([("-", False)])
                     continue
-                vals = t.shown[r, i]
-                flags = [bold and not math.isnan(vals[p]) and not math.isnan(best[i][p])
-                         and math.isclose(vals[p], best[i][p]) for p in range(len(parts))]
-                cells.append(list(zip(parts, flags)))
+                cells.append(list(zip(parts, flags.get((r, i), [False] * len(parts)))))
             body.append((str(r[1]), cells))
         out.blocks.append((str(dataset), body))
     out.show_dataset = len(out.blocks) > 1

@@ -2,7 +2,7 @@
 
 A layout is an ordered list of columns; each column selects records by metric (and optionally model/threshold) and
 either shows one value or a paper-style pair "(ReID, IDS)". Rows are methods (one per run). Arrows show the better
-direction; in LaTeX (booktabs) the best value of each column is bold.
+direction; in LaTeX (booktabs) the best value of each column is bold, never a white-box (†) one.
 
 A table is what papers copy, so this module refuses to guess: a column is identified by what it selects (never by its
 label, which may repeat across recognisers), a cell matched by two records is an error, every column of every

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +131,24 @@ class Table:
     shown: dict[tuple[RowKey, int], tuple[float, ...]]
     better: list[tuple[bool | None, ...]]  # per number of a cell: higher is better (None: no record anywhere)
     white_box: bool = False
+    white: set[tuple[RowKey, int, int]] = field(default_factory=set)  # (row, column, part) of white-box numbers
+
+    def best_flags(self, rows: list[RowKey]) -> dict[tuple[RowKey, int], list[bool]]:
+        """Which displayed numbers of ``rows`` (one dataset block) are the best of their column, for bolding.
+
+        Only where two or more rows have a black-box value to compare; a white-box number (†) is never the best:
+        a method scored by the recogniser it optimised against would otherwise win the column."""
+        flags: dict[tuple[RowKey, int], list[bool]] = {}
+        for i in range(len(self.columns)):
+            for p, higher in enumerate(self.better[i]):
+                cand = {r: self.shown[r, i][p] for r in rows if (r, i) in self.shown
+                        and not math.isnan(self.shown[r, i][p]) and (r, i, p) not in self.white}
+                best = (max if higher else min)(cand.values()) if len(cand) > 1 and higher is not None else None
+                for r in rows:
+                    if (r, i) in self.parts:
+                        flags.setdefault((r, i), [False] * len(self.parts[r, i]))[p] = (
+                            best is not None and r in cand and math.isclose(cand[r], best))
+        return flags
 
     def cell(self, row: RowKey, i: int) -> str:
         p = self.parts.get((row, i))
@@ -171,6 +189,7 @@ def build_table(df: pd.DataFrame, layout: str = "auto", ci: bool = False) -> Tab
     shown: dict[tuple[RowKey, int], tuple[float, ...]] = {}
     dirs: list[dict[int, set[bool]]] = [{} for _ in columns]
     white_box = False
+    white: set[tuple[RowKey, int, int]] = set()
     for run, sub in df.groupby("run", sort=False):
         key = (str(sub["dataset"].iloc[0]), _row_label(sub))
         if key in seen:  # two runs with one name: tell them apart, never merge their cells
@@ -200,6 +219,7 @@ def build_table(df: pd.DataFrame, layout: str = "auto", ci: bool = False) -> Tab
                 if r["white_box"]:
                     text += WHITE_BOX_MARK
                     white_box = True
+                    white.add((key, i, p))
                 if ci and not math.isnan(r["ci_low"]):
                     text += f" [{_fmt(r['ci_low'], d)}, {_fmt(r['ci_high'], d)}]"
                 texts.append(text)
@@ -216,7 +236,7 @@ def build_table(df: pd.DataFrame, layout: str = "auto", ci: bool = False) -> Tab
                                   "is better (records.csv column higher_is_better); recompute them with one bench "
                                   "version")
         better.append(tuple(next(iter(ds)) if ds else None for ds in found_dirs))
-    return Table(rows, columns, parts, shown, better, white_box)
+    return Table(rows, columns, parts, shown, better, white_box, white)
 
 
 def _arrow(dirs: tuple[bool | None, ...]) -> str:

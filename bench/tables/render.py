@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-import math
 import re
 
 import pandas as pd
@@ -115,25 +114,15 @@ def _latex(t: Table) -> str:
         block = [r for r in t.rows if r[0] == dataset]
         if len(datasets) > 1:
             lines.append(rf"\multicolumn{{{len(columns) + 1}}}{{l}}{{\textit{{{latex_escape(dataset)}}}}} \\")
-        best: list[list[float | None]] = []
-        for i, c in enumerate(columns):
-            parts = []
-            for p, higher in enumerate(t.better[i]):
-                col = [t.shown[r, i][p] for r in block if (r, i) in t.shown and not math.isnan(t.shown[r, i][p])]
-                # bold only where there is something to beat: two or more rows with a value
-                parts.append((max(col) if higher else min(col)) if len(col) > 1 and higher is not None else None)
-            best.append(parts)
+        flags = t.best_flags(block)
         for r in block:
             cells = [latex_escape(r[1])]
             for i, c in enumerate(columns):
                 if (r, i) not in t.parts:
                     cells.append("-")
                     continue
-                pieces = [
-                    rf"\textbf{{{latex_escape(text)}}}" if b is not None and not math.isnan(v) and v == b
-                    else latex_escape(text)
-                    for text, v, b in zip(t.parts[r, i], t.shown[r, i], best[i])
-                ]
+                pieces = [rf"\textbf{{{latex_escape(text)}}}" if bold else latex_escape(text)
+                          for text, bold in zip(t.parts[r, i], flags[r, i])]
                 cells.append("(" + ", ".join(pieces) + ")" if c.pair else pieces[0])
             lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
