@@ -659,3 +659,26 @@ def test_synth_gan_is_wired_to_the_trained_generator(tmp_path):
     assert m.options.synth.kind == "gan"
     with pytest.raises(ConfigError, match="checkpoint"):  # GanSynthesizer refuses a file `bench train` did not write
         m.setup({"pool": None, "seed": 0, "device": "cpu"})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_ours_on_cuda_matches_the_cpu_and_does_not_depend_on_the_batch(face_batch):
+    """The same code on CUDA (chunks of 32): the same delegates and IFA classes as on the CPU, outputs within float
+    rounding of the CPU's, and an image's output the same alone as within a batch."""
+    pool = _pool(face_batch)
+    outs, infos = {}, {}
+    for dev in ("cpu", "cuda"):
+        m = METHODS.build("ours", device=dev, psi="sface", steps=2)
+        m.setup({"pool": pool, "seed": 0, "device": dev})
+        batch = face_batch.subset([0, 1, 2, 3])
+        batch.extras["pool"] = pool
+        outs[dev] = m.anonymize(batch).images
+        infos[dev] = [(i["vaa_delegate"], i["gsa_delegate"], i["ifa_classes"]) for i in m.last_info]
+        if dev == "cuda":
+            single = face_batch.subset([2])
+            single.extras["pool"] = pool
+            np.testing.assert_array_equal(m.anonymize(single).images[0], outs[dev][2])
+    assert infos["cuda"] == infos["cpu"]
+    diff = np.abs(outs["cuda"].astype(int) - outs["cpu"].astype(int))
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 8, (diff.mean(), np.percentile(diff, 99))
