@@ -130,8 +130,12 @@ class Table:
     parts: dict[tuple[RowKey, int], list[str]]
     shown: dict[tuple[RowKey, int], tuple[float, ...]]
     better: list[tuple[bool | None, ...]]  # per number of a cell: higher is better (None: no record anywhere)
-    white_box: bool = False
     white: set[tuple[RowKey, int, int]] = field(default_factory=set)  # (row, column, part) of white-box numbers
+
+    @property
+    def white_box(self) -> bool:
+        """Whether any number is white-box (the tables then carry the † note)."""
+        return bool(self.white)
 
     def best_flags(self, rows: list[RowKey]) -> dict[tuple[RowKey, int], list[bool]]:
         """Which displayed numbers of ``rows`` (one dataset block) are the best of their column, for bolding.
@@ -188,7 +192,6 @@ def build_table(df: pd.DataFrame, layout: str = "auto", ci: bool = False) -> Tab
     parts: dict[tuple[RowKey, int], list[str]] = {}
     shown: dict[tuple[RowKey, int], tuple[float, ...]] = {}
     dirs: list[dict[int, set[bool]]] = [{} for _ in columns]
-    white_box = False
     white: set[tuple[RowKey, int, int]] = set()
     for run, sub in df.groupby("run", sort=False):
         key = (str(sub["dataset"].iloc[0]), _row_label(sub))
@@ -218,7 +221,6 @@ def build_table(df: pd.DataFrame, layout: str = "auto", ci: bool = False) -> Tab
                 vals.append(float(text) if text not in ("-", "inf", "-inf") else r["value"])
                 if r["white_box"]:
                     text += WHITE_BOX_MARK
-                    white_box = True
                     white.add((key, i, p))
                 if ci and not math.isnan(r["ci_low"]):
                     text += f" [{_fmt(r['ci_low'], d)}, {_fmt(r['ci_high'], d)}]"
@@ -236,7 +238,7 @@ def build_table(df: pd.DataFrame, layout: str = "auto", ci: bool = False) -> Tab
                                   "is better (records.csv column higher_is_better); recompute them with one bench "
                                   "version")
         better.append(tuple(next(iter(ds)) if ds else None for ds in found_dirs))
-    return Table(rows, columns, parts, shown, better, white_box, white)
+    return Table(rows, columns, parts, shown, better, white)
 
 
 def _arrow(dirs: tuple[bool | None, ...]) -> str:

@@ -83,6 +83,7 @@ class Ours(Method):
         self._recognizer: Any = None
         self._setup_pool: FacePool | None = None
         self._state: _PoolState | None = None
+        self._digest: tuple[FacePool, str] | None = None  # (pool, _pool_digest(pool)) of the last pool seen
         self._stats: dict[str, list[float]] = {}
         self.last_info: list[dict[str, Any]] = []  # per image of the last batch: delegates, draws, IFA classes
 
@@ -174,7 +175,7 @@ class Ours(Method):
         from bench.cache import cache_root
 
         psi = self.psi()
-        key_src = json.dumps(["raw-features-1", psi.name, psi.fingerprint, psi.layer, _pool_digest(pool),
+        key_src = json.dumps(["raw-features-1", psi.name, psi.fingerprint, psi.layer, self._pool_digest(pool),
                               list(pool.keys), mirrored])
         path = Path(cache_root()) / "ours-features" / f"{hashlib.sha256(key_src.encode()).hexdigest()[:20]}.npy"
         if path.is_file():
@@ -191,6 +192,12 @@ class Ours(Method):
         np.save(tmp, raw)
         os.replace(tmp, path)
         return raw
+
+    def _pool_digest(self, pool: FacePool) -> str:
+        """:func:`_pool_digest`, once per pool (the head and both feature caches key on it)."""
+        if self._digest is None or self._digest[0] is not pool:
+            self._digest = (pool, _pool_digest(pool))
+        return self._digest[1]
 
     def _compute_pool_raw_features(self, pool: FacePool, mirrored: bool) -> np.ndarray:
         import torch
@@ -218,7 +225,7 @@ class Ours(Method):
         from bench.methods.ours.psi import HEAD_FORMAT, LinearHead
 
         psi, l2 = self.psi(), self.options.ifa.codebook_l2
-        content = _pool_digest(pool)
+        content = self._pool_digest(pool)
         key_src = json.dumps([HEAD_FORMAT, psi.name, psi.fingerprint, psi.layer, content, list(pool.keys),
                               list(map(str, pool.identities)), l2])
         key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
